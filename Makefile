@@ -1,0 +1,62 @@
+# Online Retail pipeline. `make` lists the targets.
+.DEFAULT_GOAL := help
+SHELL := /bin/bash
+
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+SCALE ?= 1
+SCALES ?= 1 10
+
+export SPARK_LOCAL_IP ?= 127.0.0.1
+# Spark's Python workers must use the venv's interpreter, not whatever is first on PATH.
+export PYSPARK_PYTHON := $(abspath $(PY))
+export PYSPARK_DRIVER_PYTHON := $(abspath $(PY))
+
+.PHONY: help java install run test data bench lint format package clean
+
+help: ## Show the targets
+	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-10s %s\n", $$1, $$2}'
+
+java:
+	@command -v java >/dev/null 2>&1 || { echo "Java 17 is required on PATH for Spark (Debian: apt-get install -y openjdk-17-jre-headless)."; exit 1; }
+
+$(VENV)/.installed: setup.py
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info[:2] == (3, 11) else "Python 3.11 is required (found " + sys.version.split()[0] + "); run make PYTHON=python3.11")'
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet -e '.[dev]'
+	@touch $@
+
+install: $(VENV)/.installed ## Create .venv and install the package with its tools
+
+run: java install ## Run the batch job on the committed sample; output in data/output
+	$(PY) -m retail_pipeline batch
+
+test: java install ## Run the tests (unit and integration)
+	$(PY) -m pytest
+
+data: install ## Generate a synthetic input of SCALE x 541,909 rows: make data SCALE=10
+	$(PY) -m retail_pipeline generate --scale $(SCALE)
+
+bench: java install ## Time the batch job on synthetic inputs of each of SCALES
+	$(PY) benchmarks/run.py --scales $(SCALES)
+
+lint: install ## ruff (lint and format check) and mypy
+	$(VENV)/bin/ruff check lib jobs tests benchmarks
+	$(VENV)/bin/ruff format --check lib jobs tests benchmarks
+	$(VENV)/bin/mypy lib
+
+format: install ## Format the code with ruff
+	$(VENV)/bin/ruff format lib jobs tests benchmarks
+	$(VENV)/bin/ruff check --fix lib jobs tests benchmarks
+
+package: install ## Build the wheel and the --py-files zip into dist/
+	rm -rf dist build
+	$(PY) -m pip wheel --quiet --no-deps --wheel-dir dist .
+	find lib -name __pycache__ -type d -prune -exec rm -rf {} +
+	cd lib && ../$(PY) -m zipfile -c ../dist/retail_pipeline.zip retail_pipeline
+	@ls -l dist
+
+clean: ## Remove outputs, caches and build files (keeps .venv and data/synthetic)
+	rm -rf data/output dist build lib/*.egg-info .pytest_cache .mypy_cache .ruff_cache spark-warehouse metastore_db derby.log
+	find . -name __pycache__ -type d -prune -exec rm -rf {} +

@@ -1,0 +1,87 @@
+"""Command line: `python -m retail_pipeline batch|generate ...` and the jobs/ entry points.
+
+Unknown arguments are logged and ignored, so the same entry point runs under spark-submit,
+EMR steps and Glue, which adds its own (--JOB_NAME, --JOB_RUN_ID, --TempDir, ...).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import logging
+import sys
+import time
+
+from retail_pipeline.config import ConfigError, load_config
+from retail_pipeline.inputs import InputError
+from retail_pipeline.logs import configure_logging, set_run_id
+from retail_pipeline.report import AccountingError
+
+logger = logging.getLogger(__name__)
+
+EXIT_FAILED = 1
+EXIT_BAD_INPUT = 2
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="retail-pipeline", description=__doc__, allow_abbrev=False)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    batch = commands.add_parser("batch", help="run the batch ETL job", allow_abbrev=False)
+    batch.add_argument("--config", help="YAML settings file (default: configs/local.yaml)")
+    batch.add_argument("--input", help="input file, folder or glob (default: the config's batch.input)")
+    batch.add_argument("--output", help="output folder (default: the config's batch.output)")
+    batch.add_argument("--run-id", help="id of this run (default: time-stamp and random suffix)")
+
+    generate = commands.add_parser("generate", help="write a synthetic input of N x 541,909 rows")
+    generate.add_argument("generate_args", nargs=argparse.REMAINDER)
+    return parser
+
+
+def run_batch(args: argparse.Namespace) -> int:
+    from retail_pipeline import batch  # Spark is imported only by the commands that need it
+    from retail_pipeline.report import render_summary
+    from retail_pipeline.session import get_spark
+
+    config = load_config(args.config)
+    settings = config.batch
+    if args.input:
+        settings = dataclasses.replace(settings, input=args.input)
+    if args.output:
+        settings = dataclasses.replace(settings, output=args.output)
+    run_id = args.run_id or batch.new_run_id()
+    set_run_id(run_id)
+    logger.info("Batch job with %s: %s -> %s", config.source, settings.input, settings.output)
+    started = time.perf_counter()
+    spark = get_spark(config.spark.app_name, master=config.spark.master, conf=config.spark.conf)
+    session_start = time.perf_counter() - started
+    report = batch.run(spark, settings, run_id=run_id)
+    durations = {"session_start": round(session_start, 3), **report.durations_s}
+    durations["total"] = round(time.perf_counter() - started, 3)
+    print(render_summary(dataclasses.replace(report, durations_s=durations)))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    configure_logging()
+    parser = build_parser()
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:
+        logger.info("Ignoring arguments this job does not use: %s", " ".join(unknown))
+    try:
+        if args.command == "batch":
+            return run_batch(args)
+        if args.command == "generate":
+            from retail_pipeline import synthetic
+
+            return synthetic.main(args.generate_args)
+    except (ConfigError, InputError) as error:
+        logger.error("%s", error)
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except AccountingError as error:
+        logger.error("%s", error)
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_FAILED
+    parser.error(f"unknown command {args.command!r}")
+    return EXIT_FAILED

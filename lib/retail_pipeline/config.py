@@ -1,0 +1,124 @@
+"""Per-environment settings: `configs/<env>.yaml` loaded into frozen dataclasses.
+
+Strict on purpose: a missing key, an unknown key or a value of the wrong type stops the job
+at start with a message that names the key and the file, instead of a default silently
+standing in for a typo. Secrets never live here (they come from the environment or AWS
+Secrets Manager).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+DEFAULT_CONFIG = REPO_ROOT / "configs" / "local.yaml"
+
+
+class ConfigError(ValueError):
+    """The configuration cannot be used; the message names the file and the key."""
+
+
+@dataclass(frozen=True)
+class SparkSettings:
+    app_name: str
+    # None leaves the master to spark-submit, Glue or EMR; only local configs set it.
+    master: str | None
+    conf: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class BatchSettings:
+    # A file, a folder or a glob; local paths, s3:// on EMR and Glue, s3a:// elsewhere.
+    input: str
+    output: str
+    # The input's text encoding: utf-8 (with or without a byte-order mark) or e.g. latin-1.
+    encoding: str
+    # A file whose last line has no line break is probably cut short: quarantine that line.
+    quarantine_unterminated_last_line: bool
+
+
+@dataclass(frozen=True)
+class PipelineConfig:
+    env: str
+    spark: SparkSettings
+    batch: BatchSettings
+    source: str = ""  # where it was loaded from, for messages
+
+
+def load_config(path: str | Path | None = None) -> PipelineConfig:
+    """Read and check a YAML config (default: configs/local.yaml of this checkout)."""
+    config_path = Path(path) if path is not None else DEFAULT_CONFIG
+    try:
+        text = config_path.read_text(encoding="utf-8")
+    except OSError as error:
+        raise ConfigError(f"cannot read config file {config_path}: {error.strerror}") from error
+    return parse_config(text, source=str(config_path))
+
+
+def parse_config(text: str, *, source: str) -> PipelineConfig:
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        raise ConfigError(f"{source}: not valid YAML: {error}") from error
+    config = _build(PipelineConfig, data, source=source, prefix="", skip={"source"})
+    return dataclasses.replace(config, source=source)
+
+
+def _build(
+    cls: type, data: Any, *, source: str, prefix: str, skip: frozenset[str] | set[str] = frozenset()
+) -> Any:
+    where = prefix.rstrip(".") or "the top level"
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"{source}: {where} must be a mapping of keys to values")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls) if f.name not in skip}
+    unknown = sorted(set(data) - set(fields))
+    if unknown:
+        raise ConfigError(f"{source}: unknown key '{prefix}{unknown[0]}' (known: {', '.join(fields)})")
+    values = {}
+    for name in fields:
+        key = f"{prefix}{name}"
+        if name not in data:
+            raise ConfigError(f"{source}: missing key '{key}'")
+        values[name] = _convert(hints[name], data[name], source=source, key=key)
+    return cls(**values)
+
+
+def _convert(hint: Any, value: Any, *, source: str, key: str) -> Any:  # noqa: PLR0911 - one return per type
+    if isinstance(hint, type) and dataclasses.is_dataclass(hint):
+        return _build(hint, value, source=source, prefix=f"{key}.")
+    origin = typing.get_origin(hint)
+    args = typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        (inner,) = [arg for arg in args if arg is not type(None)]
+        return _convert(inner, value, source=source, key=key)
+    if origin is Mapping or hint is Mapping:
+        if value is None:
+            return {}
+        if not isinstance(value, Mapping):
+            raise ConfigError(f"{source}: '{key}' must be a mapping")
+        # Spark settings are strings; YAML would make `true` a bool and `8` an int.
+        return {str(k): str(v).lower() if isinstance(v, bool) else str(v) for k, v in value.items()}
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{source}: '{key}' must be true or false, not {value!r}")
+        return value
+    if hint is str:
+        if not isinstance(value, str) or not value:
+            raise ConfigError(f"{source}: '{key}' must be a non-empty string, not {value!r}")
+        return value
+    if hint is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{source}: '{key}' must be a whole number, not {value!r}")
+        return value
+    raise ConfigError(f"{source}: '{key}' has a type this loader does not know: {hint!r}")

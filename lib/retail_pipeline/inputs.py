@@ -1,0 +1,101 @@
+"""Finding the input files and checking what Spark's line reader cannot see.
+
+Before any row is read, the driver resolves the input (a file, a folder or a glob) to files
+and peeks at each one's first and last bytes: the header must name the data set's columns in
+order (otherwise every row would be read into the wrong column, silently), and a last line
+without a line break is remembered, because a file cut inside its last field still parses.
+"""
+
+from __future__ import annotations
+
+import codecs
+import csv
+import logging
+from dataclasses import dataclass
+
+from retail_pipeline import rules
+from retail_pipeline.storage import HadoopFileSystem
+
+logger = logging.getLogger(__name__)
+
+PEEK_BYTES = 64 * 1024
+UTF8_BOM = "\ufeff"
+
+
+class InputError(ValueError):
+    """The input cannot be read as the data set; the message says which file and why."""
+
+
+@dataclass(frozen=True)
+class InputFile:
+    path: str
+    size: int
+    # The first line exactly as Spark's line reader returns it (byte-order mark removed).
+    header_line: str
+    # The last line's text when the file does not end with a line break, else None.
+    unterminated_last_line: str | None
+
+
+# Encodings a line reader can split on b"\n" (one byte per ASCII character), by Python's
+# codec name, with the JVM's name for Spark's decode().
+JVM_CHARSETS = {
+    "utf-8": "UTF-8",
+    "iso8859-1": "ISO-8859-1",
+    "iso8859-15": "ISO-8859-15",
+    "cp1252": "windows-1252",
+    "ascii": "US-ASCII",
+}
+
+
+def check_encoding(encoding: str) -> str:
+    """The Python codec name of a supported input encoding; InputError otherwise."""
+    try:
+        name = codecs.lookup(encoding).name
+    except LookupError:
+        name = ""
+    if name not in JVM_CHARSETS:
+        supported = "utf-8, latin-1, iso8859-15, cp1252, ascii"
+        raise InputError(f"unsupported text encoding {encoding!r} (supported: {supported})")
+    return name
+
+
+def jvm_charset(encoding: str) -> str:
+    return JVM_CHARSETS[check_encoding(encoding)]
+
+
+def inspect_inputs(fs: HadoopFileSystem, pattern: str, *, encoding: str) -> list[InputFile]:
+    """The input files of a run, each checked; raises InputError with a clear message."""
+    codec = check_encoding(encoding)
+    try:
+        found = fs.glob_files(pattern)
+    except Exception as error:  # py4j wraps the JVM's IOException; say what it was about
+        raise InputError(f"cannot list input {pattern!r}: {error}") from error
+    if not found:
+        raise InputError(f"no input files match {pattern!r}")
+    inputs = []
+    for info in found:
+        if info.size == 0:
+            logger.warning("Input %s is empty (0 bytes): it holds no rows", info.path)
+            continue
+        inputs.append(_inspect_file(fs, info.path, info.size, codec))
+    if not inputs:
+        raise InputError(f"every input file matching {pattern!r} is empty")
+    return inputs
+
+
+def _inspect_file(fs: HadoopFileSystem, path: str, size: int, codec: str) -> InputFile:
+    head = fs.read_bytes(path, length=PEEK_BYTES).decode(codec, errors="replace")
+    header_line = head.splitlines()[0] if head else ""
+    header_line = header_line.removeprefix(UTF8_BOM)
+    columns = tuple(field.strip() for field in next(csv.reader([header_line]), []))
+    if columns != rules.RAW_COLUMNS:
+        raise InputError(
+            f"{path}: the first line should be the header {rules.RAW_HEADER!r} but is {header_line[:200]!r}"
+        )
+    tail = fs.read_bytes(path, start=-PEEK_BYTES)
+    unterminated = None
+    if not tail.endswith(b"\n"):
+        last = tail.rsplit(b"\n", 1)[-1].decode(codec, errors="replace").removesuffix("\r")
+        unterminated = last.removeprefix(UTF8_BOM)
+        logger.warning("Input %s does not end with a line break: its last line may be cut short", path)
+    return InputFile(path, size, header_line, unterminated)

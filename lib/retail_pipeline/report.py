@@ -1,0 +1,132 @@
+"""The run report: where every input line went, and how long each stage took."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import asdict, dataclass, field
+from decimal import Decimal
+from typing import Any
+
+from retail_pipeline import rules
+from retail_pipeline.transforms import (
+    OUTCOME_FILTERED,
+    OUTCOME_HEADER,
+    OUTCOME_PUBLISHED,
+    OUTCOME_QUARANTINED,
+)
+
+
+class AccountingError(RuntimeError):
+    """Lines were lost or counted twice: read != published + filtered + quarantined."""
+
+
+@dataclass(frozen=True)
+class OutcomeCounts:
+    """Line counts from one aggregated pass over the classified lines."""
+
+    header_lines: int
+    read: int
+    published: int
+    published_revenue: Decimal
+    filtered: Mapping[str, int]
+    quarantined: Mapping[str, int]
+    unclassified: int  # lines with no outcome: always 0 unless the classification has a bug
+
+    @classmethod
+    def from_groups(
+        cls, groups: Iterable[tuple[str | None, str | None, int, Decimal | None]]
+    ) -> OutcomeCounts:
+        """From (outcome, reason, lines, revenue) groups."""
+        filtered = dict.fromkeys(rules.FILTER_RULE_NAMES, 0)
+        quarantined: dict[str, int] = {}
+        header = read = published = unclassified = 0
+        revenue = Decimal(0)
+        for outcome, reason, lines, group_revenue in groups:
+            if outcome == OUTCOME_HEADER:
+                header += lines
+                continue
+            read += lines
+            if outcome == OUTCOME_PUBLISHED:
+                published += lines
+                revenue += group_revenue or Decimal(0)
+            elif outcome == OUTCOME_FILTERED and reason in filtered:
+                filtered[reason] += lines
+            elif outcome == OUTCOME_QUARANTINED and reason in rules.QUARANTINE_REASON_NAMES:
+                quarantined[reason] = quarantined.get(reason, 0) + lines
+            else:
+                unclassified += lines
+        ordered = {name: quarantined[name] for name in rules.QUARANTINE_REASON_NAMES if name in quarantined}
+        return cls(header, read, published, revenue, filtered, ordered, unclassified)
+
+    @property
+    def filtered_total(self) -> int:
+        return sum(self.filtered.values())
+
+    @property
+    def quarantined_total(self) -> int:
+        return sum(self.quarantined.values())
+
+
+@dataclass(frozen=True)
+class RunReport:
+    run_id: str
+    status: str
+    inputs: list[str]
+    output: str
+    read: int
+    published: int
+    filtered: Mapping[str, int]
+    quarantined: Mapping[str, int]
+    published_revenue: str  # exact decimal, as text
+    header_lines: int
+    durations_s: Mapping[str, float]
+    outputs: Mapping[str, str] = field(default_factory=dict)
+    spark_version: str = ""
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2)
+
+    @classmethod
+    def from_json(cls, text: str) -> RunReport:
+        data: dict[str, Any] = json.loads(text)
+        return cls(**data)
+
+
+def check_accounting(counts: OutcomeCounts, *, written_published: int, written_quarantined: int) -> None:
+    """Every line read must be published, filtered or quarantined, exactly once, and what was
+    written must be what was counted."""
+    problems = []
+    accounted = counts.published + counts.filtered_total + counts.quarantined_total
+    if counts.read != accounted or counts.unclassified:
+        problems.append(
+            f"read {counts.read:,} lines but published {counts.published:,} + filtered "
+            f"{counts.filtered_total:,} + quarantined {counts.quarantined_total:,} = {accounted:,}"
+            f" ({counts.unclassified:,} lines have no outcome)"
+        )
+    if written_published != counts.published:
+        problems.append(f"counted {counts.published:,} published lines but wrote {written_published:,}")
+    if written_quarantined != counts.quarantined_total:
+        problems.append(
+            f"counted {counts.quarantined_total:,} quarantined lines but wrote {written_quarantined:,}"
+        )
+    if problems:
+        raise AccountingError("row accounting failed: " + "; ".join(problems))
+
+
+def render_summary(report: RunReport) -> str:
+    """A plain-text table of the report for the end of a run."""
+    rows: list[tuple[str, str]] = [("read", f"{report.read:,}"), ("published", f"{report.published:,}")]
+    rows += [(f"  filtered: {name}", f"{count:,}") for name, count in report.filtered.items()]
+    rows += [(f"  quarantined: {name}", f"{count:,}") for name, count in report.quarantined.items()]
+    if not report.quarantined:
+        rows.append(("  quarantined", "0"))
+    rows.append(("published revenue", report.published_revenue))
+    rows += [(f"  {stage} (s)", f"{seconds:.1f}") for stage, seconds in report.durations_s.items()]
+    width = max(len(label) for label, _ in rows)
+    value_width = max(len(value) for _, value in rows)
+    lines = [f"Run {report.run_id}: {report.status}", "-" * (width + value_width + 3)]
+    lines += [f"{label.ljust(width)}   {value.rjust(value_width)}" for label, value in rows]
+    lines.append("-" * (width + value_width + 3))
+    lines += [f"{name}: {path}" for name, path in report.outputs.items()]
+    return "\n".join(lines)

@@ -1,0 +1,281 @@
+"""The business rules of the Online Retail pipeline, written once, as data.
+
+Both execution paths interpret these definitions: the Spark batch job turns them into column
+expressions (`retail_pipeline.transforms`), the plain-Python streaming path applies them to one
+record at a time (`parse_record` and `first_matching_rule` below). Nothing else in the project
+restates a rule; a parity test runs both interpreters on the same lines.
+
+A raw line ends in exactly one of three places:
+- quarantined: it is malformed (`QUARANTINE_REASONS`, first match wins);
+- filtered: it is well formed but out of scope (`FILTER_RULES`, first match wins);
+- published: everything else.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from typing import Literal
+
+RAW_COLUMNS: tuple[str, ...] = (
+    "InvoiceNo",
+    "StockCode",
+    "Description",
+    "Quantity",
+    "InvoiceDate",
+    "UnitPrice",
+    "CustomerID",
+    "Country",
+)
+RAW_HEADER = ",".join(RAW_COLUMNS)
+
+UNKNOWN_CUSTOMER = "Unknown"
+
+# Quantity must fit a 32-bit int exactly; "6.0" or "6e2" are not quantities.
+QUANTITY_PATTERN = r"^[+-]?[0-9]{1,9}$"
+# UnitPrice is money: at most 8 integer digits and 4 decimals, so it fits DECIMAL(12,4)
+# without rounding. Anything else (thousands separators, exponents, currency) is malformed.
+UNIT_PRICE_PATTERN = r"^[+-]?([0-9]{1,8}(\.[0-9]{0,4})?|\.[0-9]{1,4})$"
+# Spreadsheet exports write whole customer numbers as floats ("17850.0").
+CUSTOMER_ID_FLOAT_SUFFIX = r"\.0+$"
+
+# Money and quantity types of the curated data (Spark DDL); revenue = quantity x unit_price
+# is exact in DECIMAL(23,4): an int has at most 10 digits, the price at most 12.
+UNIT_PRICE_TYPE = "decimal(12,4)"
+REVENUE_TYPE = "decimal(23,4)"
+
+
+@dataclass(frozen=True)
+class DateFormat:
+    """An accepted InvoiceDate shape: a full-match regex, what each group holds, and the
+    separators between the groups (so Spark can split instead of extracting group by group)."""
+
+    name: str
+    pattern: str
+    groups: tuple[str, ...]
+    split_on: str
+
+
+INVOICE_DATE_FORMATS: tuple[DateFormat, ...] = (
+    # The data set's own form, M/d/yyyy H:mm ("12/1/2010 8:26").
+    DateFormat(
+        "month_day_year",
+        r"^([0-9]{1,2})/([0-9]{1,2})/([0-9]{4}) ([0-9]{1,2}):([0-9]{2})$",
+        ("month", "day", "year", "hour", "minute"),
+        "[/ :]",
+    ),
+    # The spreadsheet export's form, yyyy-MM-dd HH:mm:ss.
+    DateFormat(
+        "iso",
+        r"^([0-9]{4})-([0-9]{2})-([0-9]{2}) ([0-9]{2}):([0-9]{2}):([0-9]{2})$",
+        ("year", "month", "day", "hour", "minute", "second"),
+        "[- :]",
+    ),
+)
+
+
+@dataclass(frozen=True)
+class QuarantineReason:
+    name: str
+    description: str
+
+
+# Reasons found while splitting a line into fields, checked first and in this order.
+LINE_REASONS: tuple[QuarantineReason, ...] = (
+    QuarantineReason("empty_line", "the line is empty"),
+    QuarantineReason(
+        "truncated_last_line",
+        "the file's last line has no line break: the file was probably cut short",
+    ),
+    QuarantineReason("unclosed_quote", "a quoted field is never closed"),
+    QuarantineReason("wrong_field_count", f"the line does not have {len(RAW_COLUMNS)} fields"),
+)
+
+
+@dataclass(frozen=True)
+class FieldCheck:
+    """A check on one raw field (after trimming spaces); failing it quarantines the line.
+
+    `kind` is one of:
+    - "required": the field is not empty;
+    - "pattern": the field fully matches the regex `pattern` (same syntax in Java and Python);
+    - "invoice_date": the field is a real date in one of INVOICE_DATE_FORMATS.
+    """
+
+    reason: str
+    description: str
+    field: str
+    kind: Literal["required", "pattern", "invoice_date"]
+    pattern: str = ""
+
+
+# Checked after the line reasons, in this order.
+FIELD_CHECKS: tuple[FieldCheck, ...] = (
+    FieldCheck("missing_invoice_no", "InvoiceNo is empty", "InvoiceNo", "required"),
+    FieldCheck("missing_stock_code", "StockCode is empty", "StockCode", "required"),
+    FieldCheck("invalid_quantity", "Quantity is not a whole number", "Quantity", "pattern", QUANTITY_PATTERN),
+    FieldCheck(
+        "invalid_unit_price",
+        "UnitPrice is not a decimal number with at most 4 decimals",
+        "UnitPrice",
+        "pattern",
+        UNIT_PRICE_PATTERN,
+    ),
+    FieldCheck(
+        "invalid_invoice_date",
+        "InvoiceDate is no valid date as M/d/yyyy H:mm or yyyy-MM-dd HH:mm:ss",
+        "InvoiceDate",
+        "invoice_date",
+    ),
+    FieldCheck("missing_country", "Country is empty", "Country", "required"),
+)
+
+QUARANTINE_REASONS: tuple[QuarantineReason, ...] = LINE_REASONS + tuple(
+    QuarantineReason(check.reason, check.description) for check in FIELD_CHECKS
+)
+QUARANTINE_REASON_NAMES = tuple(reason.name for reason in QUARANTINE_REASONS)
+
+
+@dataclass(frozen=True)
+class FilterRule:
+    """A business rule that takes a well-formed line out of the published data.
+
+    `op` is one of:
+    - "starts_with": the text field starts with `operand`, ignoring case;
+    - "at_most": the numeric field is <= `operand`.
+    """
+
+    name: str
+    reason: str
+    field: str
+    op: Literal["starts_with", "at_most"]
+    operand: str | int
+
+
+# Order matters: a line is counted under the first rule it matches.
+FILTER_RULES: tuple[FilterRule, ...] = (
+    FilterRule(
+        "cancellation", "InvoiceNo starts with C: a cancelled order", "invoice_no", "starts_with", "C"
+    ),
+    FilterRule(
+        "bad_debt", "InvoiceNo starts with A: a bad-debt adjustment", "invoice_no", "starts_with", "A"
+    ),
+    FilterRule("non_positive_quantity", "Quantity is zero or negative", "quantity", "at_most", 0),
+    FilterRule("non_positive_price", "UnitPrice is zero or negative", "unit_price", "at_most", 0),
+)
+FILTER_RULE_NAMES = tuple(rule.name for rule in FILTER_RULES)
+
+
+# ---------------------------------------------------------------------------------------------
+# The plain-Python interpreter (streaming path). The Spark one lives in transforms.py.
+# ---------------------------------------------------------------------------------------------
+
+_PATTERNS = {check.pattern: re.compile(check.pattern) for check in FIELD_CHECKS if check.pattern}
+_CUSTOMER_SUFFIX_RE = re.compile(CUSTOMER_ID_FLOAT_SUFFIX)
+_DATE_RES = tuple((re.compile(fmt.pattern), fmt.groups) for fmt in INVOICE_DATE_FORMATS)
+
+
+@dataclass(frozen=True)
+class InvoiceLine:
+    """A well-formed line with the curated types (before the filter rules)."""
+
+    invoice_no: str
+    stock_code: str
+    description: str | None
+    quantity: int
+    unit_price: Decimal
+    invoice_ts: datetime
+    customer_id: str
+    country: str
+
+    @property
+    def revenue(self) -> Decimal:
+        return self.quantity * self.unit_price
+
+
+def clean_text(value: str | None) -> str | None:
+    """Trim spaces (as Spark's trim does); empty becomes None."""
+    if value is None:
+        return None
+    stripped = value.strip(" ")
+    return stripped or None
+
+
+def normalize_customer_id(value: str | None) -> str:
+    text = clean_text(value)
+    if text is None:
+        return UNKNOWN_CUSTOMER
+    return _CUSTOMER_SUFFIX_RE.sub("", text)
+
+
+def parse_invoice_date(value: str | None) -> datetime | None:
+    """The InvoiceDate as a naive timestamp, or None if it has no accepted shape or is no date."""
+    if value is None:
+        return None
+    for regex, groups in _DATE_RES:
+        match = regex.match(value)
+        if match is None:
+            continue
+        parts = dict(zip(groups, (int(g) for g in match.groups()), strict=True))
+        try:
+            return datetime(
+                parts["year"],
+                parts["month"],
+                parts["day"],
+                parts["hour"],
+                parts["minute"],
+                parts.get("second", 0),
+            )
+        except ValueError:
+            return None
+    return None
+
+
+def parse_record(record: Mapping[str, str | None]) -> InvoiceLine | str:
+    """Type one raw record (keyed by RAW_COLUMNS): the line, or the quarantine reason's name.
+
+    Only the field checks apply here; line-level reasons (empty line, field count, quotes)
+    belong to whoever split the text into fields.
+    """
+    fields = {name: clean_text(record.get(name)) for name in RAW_COLUMNS}
+    for check in FIELD_CHECKS:
+        if not field_check_passes(check, fields[check.field]):
+            return check.reason
+    invoice_ts = parse_invoice_date(fields["InvoiceDate"])
+    assert invoice_ts is not None  # narrowed by the checks above
+    return InvoiceLine(
+        invoice_no=fields["InvoiceNo"] or "",
+        stock_code=fields["StockCode"] or "",
+        description=fields["Description"],
+        quantity=int(fields["Quantity"] or ""),
+        unit_price=Decimal(fields["UnitPrice"] or "").quantize(Decimal("0.0001")),
+        invoice_ts=invoice_ts,
+        customer_id=normalize_customer_id(record.get("CustomerID")),
+        country=fields["Country"] or "",
+    )
+
+
+def field_check_passes(check: FieldCheck, value: str | None) -> bool:
+    if check.kind == "required":
+        return value is not None
+    if check.kind == "pattern":
+        return value is not None and _PATTERNS[check.pattern].match(value) is not None
+    if check.kind == "invoice_date":
+        return parse_invoice_date(value) is not None
+    raise ValueError(f"field check {check.reason!r} has an unknown kind {check.kind!r}")
+
+
+def rule_matches(rule: FilterRule, line: InvoiceLine) -> bool:
+    value = getattr(line, rule.field)
+    if rule.op == "starts_with":
+        return str(value).upper().startswith(str(rule.operand).upper())
+    if rule.op == "at_most":
+        return bool(value <= rule.operand)
+    raise ValueError(f"filter rule {rule.name!r} has an unknown op {rule.op!r}")
+
+
+def first_matching_rule(line: InvoiceLine) -> FilterRule | None:
+    return next((rule for rule in FILTER_RULES if rule_matches(rule, line)), None)

@@ -1,0 +1,132 @@
+"""File-system operations through Hadoop's FileSystem API, as Spark itself sees the paths.
+
+One code path for local files, HDFS, s3:// (EMRFS on EMR, Glue) and s3a:// (elsewhere): the
+driver lists inputs, peeks at their first and last bytes, moves published partitions and
+writes reports with the same credentials and endpoints as Spark's readers and writers.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from pyspark.sql import SparkSession
+
+
+@dataclass(frozen=True)
+class FileInfo:
+    path: str  # fully qualified URI, as Spark's input_file_name() reports it
+    size: int
+
+
+class HadoopFileSystem:
+    """A thin wrapper over org.apache.hadoop.fs.FileSystem for the paths of one job."""
+
+    def __init__(self, spark: SparkSession) -> None:
+        self._jvm: Any = spark._jvm  # noqa: SLF001 - py4j gateway, the documented way in
+        self._conf: Any = spark._jsc.hadoopConfiguration()  # noqa: SLF001
+
+    def _path(self, path: str) -> Any:
+        return self._jvm.org.apache.hadoop.fs.Path(path)
+
+    def _fs(self, path: str) -> Any:
+        return self._path(path).getFileSystem(self._conf)
+
+    def qualify(self, path: str) -> str:
+        """The URI Spark reports for `path` (file:///abs/path, s3://bucket/key)."""
+        return str(self._fs(path).makeQualified(self._path(path)).toUri().toString())
+
+    def exists(self, path: str) -> bool:
+        return bool(self._fs(path).exists(self._path(path)))
+
+    def is_dir(self, path: str) -> bool:
+        fs = self._fs(path)
+        target = self._path(path)
+        return bool(fs.exists(target) and fs.getFileStatus(target).isDirectory())
+
+    def glob_files(self, pattern: str) -> list[FileInfo]:
+        """Files matching a path or glob; a folder stands for its visible files, recursively.
+        Names starting with '_' or '.' are skipped, as Spark's readers skip them."""
+        statuses = self._fs(pattern).globStatus(self._path(pattern)) or []
+        files: list[FileInfo] = []
+        for status in statuses:
+            files.extend(self._files_under(status))
+        return sorted(files, key=lambda f: f.path)
+
+    def _files_under(self, status: Any) -> list[FileInfo]:
+        name = str(status.getPath().getName())
+        if name.startswith(("_", ".")):
+            return []
+        if not status.isDirectory():
+            return [FileInfo(str(status.getPath().toUri().toString()), int(status.getLen()))]
+        fs = status.getPath().getFileSystem(self._conf)
+        found: list[FileInfo] = []
+        for child in fs.listStatus(status.getPath()):
+            found.extend(self._files_under(child))
+        return found
+
+    def list_dirs(self, path: str) -> list[str]:
+        """Names of the sub-folders of `path` (empty when it does not exist)."""
+        fs = self._fs(path)
+        if not fs.exists(self._path(path)):
+            return []
+        return sorted(str(s.getPath().getName()) for s in fs.listStatus(self._path(path)) if s.isDirectory())
+
+    def list_files(self, path: str) -> list[str]:
+        fs = self._fs(path)
+        if not fs.exists(self._path(path)):
+            return []
+        return sorted(str(s.getPath().getName()) for s in fs.listStatus(self._path(path)) if s.isFile())
+
+    def read_bytes(self, path: str, *, start: int = 0, length: int | None = None) -> bytes:
+        """`length` bytes from offset `start` (a negative start counts from the end)."""
+        fs = self._fs(path)
+        target = self._path(path)
+        size = int(fs.getFileStatus(target).getLen())
+        offset = max(size + start, 0) if start < 0 else min(start, size)
+        count = size - offset if length is None else min(length, size - offset)
+        if count <= 0:
+            return b""
+        stream = fs.open(target)
+        try:
+            stream.seek(offset)
+            # py4j copies a returned byte[] into Python bytes (and would copy an argument the
+            # other way), so the read must return the array, not fill one passed in.
+            return bytes(self._jvm.org.apache.commons.io.IOUtils.toByteArray(stream, count))
+        finally:
+            stream.close()
+
+    def read_text(self, path: str) -> str:
+        return self.read_bytes(path).decode("utf-8")
+
+    def write_text(self, path: str, text: str) -> None:
+        """Write (replace) a small text file: written beside, then renamed into place."""
+        fs = self._fs(path)
+        target = self._path(path)
+        partial = self._path(f"{path}.partial")
+        stream = fs.create(partial, True)
+        try:
+            stream.write(bytearray(text.encode("utf-8")))
+        finally:
+            stream.close()
+        if fs.exists(target):
+            fs.delete(target, False)
+        if not fs.rename(partial, target):
+            raise OSError(f"could not move {partial} to {path}")
+
+    def mkdirs(self, path: str) -> None:
+        self._fs(path).mkdirs(self._path(path))
+
+    def rename(self, source: str, target: str) -> None:
+        """Move a file or folder; the target's parent is created. Raises if the move fails."""
+        fs = self._fs(source)
+        parent = self._path(target).getParent()
+        if parent is not None:
+            fs.mkdirs(parent)
+        if not fs.rename(self._path(source), self._path(target)):
+            raise OSError(f"could not move {source} to {target}")
+
+    def delete(self, path: str) -> None:
+        fs = self._fs(path)
+        if fs.exists(self._path(path)):
+            fs.delete(self._path(path), True)

@@ -1,0 +1,236 @@
+"""Pure DataFrame -> DataFrame transforms of the batch job: the Spark interpreter of `rules`.
+
+The chain, from raw text lines to one classified row per line:
+
+    lines                      source_file, line
+      .transform(split_fields)            + fields (struct of the 8 raw strings, and _malformed)
+      .transform(add_quarantine_reason, truncated_last_lines=...)   + quarantine_reason
+      .transform(type_fields)             + the curated columns
+      .transform(add_filter_reason)       + filter_reason
+      .transform(add_outcome, header_lines=...)   + outcome, reason
+
+No transform reads, writes, looks up a session or reads config. Every expression is a Spark
+built-in (no Python UDF), so the whole chain is code-generated.
+
+Invalid values become null rather than raising only while `spark.sql.ansi.enabled` is false
+(Spark 3.5's default, and what `retail_pipeline.session` sets); quarantine reasons never depend
+on that, because every field is checked against its pattern before it is cast.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Mapping
+
+from pyspark.sql import Column, DataFrame
+from pyspark.sql import functions as F
+
+from retail_pipeline import rules
+
+SOURCE_FILE = "source_file"
+LINE = "line"
+FIELDS = "fields"
+MALFORMED = "_malformed"
+
+OUTCOME_HEADER = "header"
+OUTCOME_QUARANTINED = "quarantined"
+OUTCOME_FILTERED = "filtered"
+OUTCOME_PUBLISHED = "published"
+
+RAW_FIELDS_DDL = ", ".join([f"{name} STRING" for name in rules.RAW_COLUMNS] + [f"{MALFORMED} STRING"])
+CSV_OPTIONS = {
+    "mode": "PERMISSIVE",
+    "columnNameOfCorruptRecord": MALFORMED,
+    # RFC 4180 quoting, as the data set's exports write it: "7"" FRAME" is 7" FRAME.
+    "quote": '"',
+    "escape": '"',
+}
+
+PARTITION_COLUMNS = ("invoice_year", "invoice_month")
+CURATED_COLUMNS = (
+    "invoice_no",
+    "stock_code",
+    "description",
+    "quantity",
+    "unit_price",
+    "revenue",
+    "invoice_ts",
+    "customer_id",
+    "country",
+    *PARTITION_COLUMNS,
+)
+
+
+def raw_field(name: str) -> Column:
+    """A raw field trimmed of spaces, null when empty (as `rules.clean_text`)."""
+    trimmed = F.trim(F.col(f"{FIELDS}.{name}"))
+    return F.when(trimmed != "", trimmed)
+
+
+def split_fields(lines: DataFrame) -> DataFrame:
+    """Parse each CSV line into its raw string fields; a line of the wrong shape keeps its
+    text in `fields._malformed`."""
+    return lines.withColumn(FIELDS, F.from_csv(F.col(LINE), RAW_FIELDS_DDL, CSV_OPTIONS))
+
+
+def invoice_date(text: Column) -> Column:
+    """InvoiceDate as TIMESTAMP_NTZ (a wall-clock time, as the data set records it), or null
+    when it has none of the accepted shapes or is no real date (13/45/2010)."""
+    parsed = []
+    for date_format in rules.INVOICE_DATE_FORMATS:
+        # One split instead of a regexp_extract per part: two regex passes per line, not seven.
+        parts = F.split(text, date_format.split_on)
+
+        def part(name: str, parts: Column = parts, groups: tuple[str, ...] = date_format.groups) -> Column:
+            return parts.getItem(groups.index(name)).cast("int") if name in groups else F.lit(0)
+
+        timestamp = F.make_timestamp_ntz(
+            part("year"), part("month"), part("day"), part("hour"), part("minute"), part("second")
+        )
+        parsed.append(F.when(text.rlike(date_format.pattern), timestamp))
+    return F.coalesce(*parsed)
+
+
+def field_check_passes(check: rules.FieldCheck) -> Column:
+    value = raw_field(check.field)
+    if check.kind == "required":
+        return value.isNotNull()
+    if check.kind == "pattern":
+        return F.coalesce(value.rlike(check.pattern), F.lit(False))
+    if check.kind == "invoice_date":
+        return invoice_date(value).isNotNull()
+    raise ValueError(f"field check {check.reason!r} has an unknown kind {check.kind!r}")
+
+
+def add_quarantine_reason(
+    fields: DataFrame, *, truncated_last_lines: Mapping[str, str] | None = None
+) -> DataFrame:
+    """Name the first reason that makes a line malformed (null when it is well formed).
+
+    `truncated_last_lines` maps a source file to the text of its last line, for files that do
+    not end with a line break: a cut inside the last field still parses, so only the missing
+    line break tells.
+    """
+    truncated = F.lit(False)
+    for source_file, last_line in (truncated_last_lines or {}).items():
+        truncated = truncated | ((F.col(SOURCE_FILE) == source_file) & (F.col(LINE) == last_line))
+    quote_count = F.length(F.col(LINE)) - F.length(F.translate(F.col(LINE), '"', ""))
+    line_checks = {
+        "empty_line": F.trim(F.col(LINE)) == "",
+        "truncated_last_line": truncated,
+        # A well-formed line always has an even number of quote characters ("" included);
+        # the parser alone misses an unclosed quote in the last field.
+        "unclosed_quote": quote_count % 2 == 1,
+        "wrong_field_count": F.col(f"{FIELDS}.{MALFORMED}").isNotNull(),
+    }
+    # Ordered as rules.LINE_REASONS says (a KeyError here means the two drifted apart).
+    failures = [(reason.name, line_checks[reason.name]) for reason in rules.LINE_REASONS]
+    failures += [(check.reason, ~field_check_passes(check)) for check in rules.FIELD_CHECKS]
+    reason = F.when(failures[0][1], F.lit(failures[0][0]))
+    for name, condition in failures[1:]:
+        reason = reason.when(condition, F.lit(name))
+    return fields.withColumn("quarantine_reason", reason)
+
+
+def type_fields(fields: DataFrame) -> DataFrame:
+    """The curated columns with their types; null where a field is malformed (such lines are
+    quarantined and never published)."""
+    invoice_ts = invoice_date(raw_field("InvoiceDate"))
+    quantity = raw_field("Quantity").cast("int")
+    unit_price = raw_field("UnitPrice").cast(rules.UNIT_PRICE_TYPE)
+    customer_id = F.regexp_replace(raw_field("CustomerID"), rules.CUSTOMER_ID_FLOAT_SUFFIX, "")
+    return fields.withColumns(
+        {
+            "invoice_no": raw_field("InvoiceNo"),
+            "stock_code": raw_field("StockCode"),
+            "description": raw_field("Description"),
+            "quantity": quantity,
+            "unit_price": unit_price,
+            # int x DECIMAL(12,4) is DECIMAL(23,4): exact, never rounded, never overflowing.
+            "revenue": (quantity * unit_price).cast(rules.REVENUE_TYPE),
+            "invoice_ts": invoice_ts,
+            "customer_id": F.coalesce(customer_id, F.lit(rules.UNKNOWN_CUSTOMER)),
+            "country": raw_field("Country"),
+            "invoice_year": F.year(invoice_ts),
+            "invoice_month": F.month(invoice_ts),
+        }
+    )
+
+
+def rule_condition(rule: rules.FilterRule) -> Column:
+    value = F.col(rule.field)
+    if rule.op == "starts_with":
+        return F.upper(value).startswith(str(rule.operand).upper())
+    if rule.op == "at_most":
+        return value <= F.lit(rule.operand)
+    raise ValueError(f"filter rule {rule.name!r} has an unknown op {rule.op!r}")
+
+
+def add_filter_reason(typed: DataFrame) -> DataFrame:
+    """Name the first business rule a typed line matches (null when it is to be published)."""
+    first, *rest = rules.FILTER_RULES
+    reason = F.when(rule_condition(first), F.lit(first.name))
+    for rule in rest:
+        reason = reason.when(rule_condition(rule), F.lit(rule.name))
+    return typed.withColumn("filter_reason", reason)
+
+
+def add_outcome(classified: DataFrame, *, header_lines: Collection[str]) -> DataFrame:
+    """Where each line ends: header, quarantined, filtered or published; `reason` says why."""
+    is_header = F.col(LINE).isin(list(header_lines)) if header_lines else F.lit(False)
+    quarantined = F.col("quarantine_reason").isNotNull()
+    filtered = F.col("filter_reason").isNotNull()
+    outcome = (
+        F.when(is_header, F.lit(OUTCOME_HEADER))
+        .when(quarantined, F.lit(OUTCOME_QUARANTINED))
+        .when(filtered, F.lit(OUTCOME_FILTERED))
+        .otherwise(F.lit(OUTCOME_PUBLISHED))
+    )
+    reason = F.when(~is_header, F.coalesce("quarantine_reason", "filter_reason"))
+    return classified.withColumns({"outcome": outcome, "reason": reason})
+
+
+def classify_lines(
+    lines: DataFrame,
+    *,
+    header_lines: Collection[str],
+    truncated_last_lines: Mapping[str, str] | None = None,
+) -> DataFrame:
+    """The whole chain: raw lines (source_file, line) -> one classified row per line."""
+    return (
+        lines.transform(split_fields)
+        .transform(add_quarantine_reason, truncated_last_lines=truncated_last_lines)
+        .transform(type_fields)
+        .transform(add_filter_reason)
+        .transform(add_outcome, header_lines=header_lines)
+    )
+
+
+def keep_outcome_columns(classified: DataFrame) -> DataFrame:
+    """Only what the outputs and the counts need: the raw text and source file are kept for
+    quarantined lines alone, so caching the classified lines stays cheap."""
+    quarantined = F.col("outcome") == OUTCOME_QUARANTINED
+    return classified.select(
+        F.when(quarantined, F.col(SOURCE_FILE)).alias(SOURCE_FILE),
+        F.when(quarantined, F.col(LINE)).alias(LINE),
+        "outcome",
+        "reason",
+        *CURATED_COLUMNS,
+    )
+
+
+def to_curated(classified: DataFrame) -> DataFrame:
+    """The published lines, in the curated output contract."""
+    published = F.col("outcome") == OUTCOME_PUBLISHED
+    return classified.where(published).select(*CURATED_COLUMNS)
+
+
+def to_quarantine(classified: DataFrame) -> DataFrame:
+    """The quarantined lines with their reason, raw text and source file."""
+    quarantined = F.col("outcome") == OUTCOME_QUARANTINED
+    return classified.where(quarantined).select(
+        F.col(SOURCE_FILE),
+        F.col(LINE).alias("raw_line"),
+        F.col("reason"),
+        # The partition column: re-running a file replaces that file's quarantine records.
+        F.url_decode(F.regexp_extract(F.col(SOURCE_FILE), "[^/]+$", 0)).alias("source_name"),
+    )

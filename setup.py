@@ -1,0 +1,43 @@
+"""Packaging for the Online Retail pipeline: the importable package lives in lib/."""
+
+from pathlib import Path
+
+from setuptools import find_packages, setup
+
+HERE = Path(__file__).parent
+
+# Pins that work together on the Glue 5 / EMR 7 line (Spark 3.5) and Python 3.11:
+# pyspark's sql extra needs numpy<2, and pyarrow 26 refuses numpy 1.26 at import.
+SPARK = [
+    "pyspark[sql]==3.5.9",
+    "numpy==1.26.4",
+    "pandas==2.2.3",
+    "pyarrow==18.1.0",
+]
+CORE = ["PyYAML>=6.0,<7"]
+DEV = [
+    "pytest==9.2.0",
+    "chispa==0.12.0",
+    "ruff==0.17.6",
+    "mypy==2.4.1",
+    "types-PyYAML",
+]
+
+setup(
+    name="retail-pipeline",
+    version="0.1.0",
+    description="Batch and streaming pipeline for the UCI Online Retail e-commerce data set",
+    long_description=(HERE / "README.md").read_text(encoding="utf-8"),
+    long_description_content_type="text/markdown",
+    license="Apache-2.0",
+    python_requires=">=3.11,<3.12",
+    package_dir={"": "lib"},
+    packages=find_packages("lib"),
+    install_requires=CORE,
+    extras_require={
+        # On EMR and Glue, Spark is provided by the platform: install without this extra.
+        "spark": SPARK,
+        "dev": SPARK + DEV,
+    },
+    entry_points={"console_scripts": ["retail-pipeline=retail_pipeline.cli:main"]},
+)

@@ -1,0 +1,34 @@
+"""One local Spark session for the whole test run (it takes seconds to start)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SAMPLE_CSV = REPO_ROOT / "data" / "raw" / "online_retail_first_9999.csv"
+BAD_INPUT_CSV = REPO_ROOT / "tests" / "data" / "bad_input.csv"
+
+os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+
+
+@pytest.fixture(scope="session")
+def spark() -> Iterator:
+    from retail_pipeline.session import get_spark
+
+    session = get_spark(
+        "retail-pipeline-tests",
+        master="local[2]",
+        conf={
+            "spark.ui.enabled": "false",
+            "spark.sql.shuffle.partitions": "4",
+            "spark.sql.session.timeZone": "UTC",
+            "spark.driver.memory": "2g",
+        },
+    )
+    session.sparkContext.setLogLevel("ERROR")
+    yield session
+    session.stop()

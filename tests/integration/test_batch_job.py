@@ -1,0 +1,237 @@
+"""The batch job end to end on real files with local Spark."""
+
+from __future__ import annotations
+
+import csv
+import json
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+from chispa import assert_df_equality
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from retail_pipeline import batch, rules
+from retail_pipeline.config import BatchSettings
+from retail_pipeline.inputs import InputError
+from retail_pipeline.report import RunReport
+from tests.conftest import BAD_INPUT_CSV, SAMPLE_CSV
+
+pytestmark = pytest.mark.integration
+
+
+def settings(input_path: Path | str, output: Path, **changes: object) -> BatchSettings:
+    values: dict[str, object] = {
+        "input": str(input_path),
+        "output": str(output),
+        "encoding": "utf-8",
+        "quarantine_unterminated_last_line": True,
+    }
+    values.update(changes)
+    return BatchSettings(**values)  # type: ignore[arg-type]
+
+
+def curated(spark: SparkSession, output: Path) -> DataFrame:
+    return spark.read.parquet(str(output / "curated"))
+
+
+def quarantine(spark: SparkSession, output: Path) -> DataFrame:
+    return spark.read.parquet(str(output / "quarantine"))
+
+
+def stored_report(output: Path) -> RunReport:
+    return RunReport.from_json((output / "reports" / "run_report.json").read_text())
+
+
+def write_csv(path: Path, rows: list[list[str]]) -> Path:
+    with path.open("w", encoding="utf-8", newline="") as handle:
+        writer = csv.writer(handle, lineterminator="\r\n")
+        writer.writerow(rules.RAW_COLUMNS)
+        writer.writerows(rows)
+    return path
+
+
+def sample_rows(limit: int) -> list[list[str]]:
+    with SAMPLE_CSV.open(encoding="utf-8-sig", newline="") as handle:
+        reader = csv.reader(handle)
+        next(reader)
+        return [row for _, row in zip(range(limit), reader, strict=False)]
+
+
+def in_month(rows: list[list[str]], month: int, year: int) -> list[list[str]]:
+    """The same lines dated in another month (day and time kept)."""
+    moved = []
+    for row in rows:
+        _, day, rest = row[4].split("/", 2)
+        moved.append([*row[:4], f"{month}/{day}/{year}{rest[4:]}", *row[5:]])
+    return moved
+
+
+@pytest.fixture(scope="module")
+def sample_run(spark: SparkSession, tmp_path_factory: pytest.TempPathFactory) -> tuple[RunReport, Path]:
+    output = tmp_path_factory.mktemp("sample_run")
+    return batch.run(spark, settings(SAMPLE_CSV, output)), output
+
+
+def test_the_real_sample_is_accounted_for(sample_run: tuple[RunReport, Path]) -> None:
+    report, output = sample_run
+    assert report.read == 9_999
+    assert report.published == 9_853
+    assert report.filtered == {
+        "cancellation": 100,
+        "bad_debt": 0,
+        "non_positive_quantity": 30,
+        "non_positive_price": 16,
+    }
+    assert report.quarantined == {}
+    assert report.header_lines == 1
+    assert stored_report(output).read == 9_999
+    assert stored_report(output).published == 9_853
+
+
+def test_curated_output_matches_the_report(spark: SparkSession, sample_run: tuple[RunReport, Path]) -> None:
+    report, output = sample_run
+    published = curated(spark, output)
+    totals = published.agg(F.count(F.lit(1)).alias("rows"), F.sum("revenue").alias("revenue")).first()
+    assert totals is not None
+    assert totals["rows"] == report.published
+    assert totals["revenue"] == Decimal(report.published_revenue)
+    assert dict(published.dtypes) == {
+        "invoice_no": "string",
+        "stock_code": "string",
+        "description": "string",
+        "quantity": "int",
+        "unit_price": "decimal(12,4)",
+        "revenue": "decimal(23,4)",
+        "invoice_ts": "timestamp_ntz",
+        "customer_id": "string",
+        "country": "string",
+        "invoice_year": "int",
+        "invoice_month": "int",
+    }
+    assert sorted(p.name for p in (output / "curated").iterdir() if p.is_dir()) == ["invoice_year=2010"]
+    unknown = published.where(F.col("customer_id") == "Unknown").count()
+    assert unknown > 0
+    assert published.where(F.col("customer_id").isNull() | (F.col("customer_id") == "")).count() == 0
+    assert published.where(F.col("invoice_no").startswith("C")).count() == 0
+
+
+def test_the_bad_input_file_is_quarantined_with_reasons(spark: SparkSession, tmp_path: Path) -> None:
+    report = batch.run(spark, settings(BAD_INPUT_CSV, tmp_path))
+    assert report.filtered == {
+        "cancellation": 1,
+        "bad_debt": 3,
+        "non_positive_quantity": 1,
+        "non_positive_price": 1,
+    }
+    assert report.quarantined == {
+        "empty_line": 1,
+        "truncated_last_line": 1,
+        "unclosed_quote": 1,
+        "wrong_field_count": 2,
+        "missing_invoice_no": 1,
+        "missing_stock_code": 1,
+        "invalid_quantity": 2,
+        "invalid_unit_price": 2,
+        "invalid_invoice_date": 3,
+        "missing_country": 1,
+    }
+    assert report.published == 4
+    assert (
+        report.read
+        == 25
+        == report.published + sum(report.filtered.values()) + sum(report.quarantined.values())
+    )
+
+    stored = {row["raw_line"]: row["reason"] for row in quarantine(spark, tmp_path).collect()}
+    assert stored[""] == "empty_line"
+    assert stored["536390,22941,CHRISTMAS LIGHTS 10 REINDEER,2,2010-12-01,8.5,17511,United Kingdom"] == (
+        "invalid_invoice_date"
+    )
+    assert stored["536391,22942,CHRISTMAS LIGHTS 10 REINDEER,1,12/1/2010 10:20,8.5,17511,United Kingd"] == (
+        "truncated_last_line"
+    )
+    assert len(stored) == 15
+    sources = {row["source_name"] for row in quarantine(spark, tmp_path).collect()}
+    assert sources == {"bad_input.csv"}
+
+    published = {(r["invoice_no"], r["customer_id"]) for r in curated(spark, tmp_path).collect()}
+    assert published == {("536365", "17850"), ("536367", "13047"), ("536381", "Unknown"), ("536477", "16210")}
+    description = curated(spark, tmp_path).where(F.col("invoice_no") == "536477").first()
+    assert description is not None and description["description"] == 'RECORD FRAME 7" SINGLE SIZE'
+
+
+def test_running_twice_gives_identical_rows(spark: SparkSession, tmp_path: Path) -> None:
+    batch.run(spark, settings(BAD_INPUT_CSV, tmp_path))
+    first_curated = curated(spark, tmp_path).localCheckpoint()
+    first_quarantine = quarantine(spark, tmp_path).localCheckpoint()
+    batch.run(spark, settings(BAD_INPUT_CSV, tmp_path))
+    assert_df_equality(curated(spark, tmp_path), first_curated, ignore_row_order=True)
+    assert_df_equality(quarantine(spark, tmp_path), first_quarantine, ignore_row_order=True)
+    assert not (tmp_path / "_staging").exists() or not any((tmp_path / "_staging").iterdir())
+
+
+def test_a_run_on_a_subset_replaces_only_its_partitions(spark: SparkSession, tmp_path: Path) -> None:
+    rows = sample_rows(300)
+    december, january = rows[:150], in_month(rows[150:], 1, 2011)
+    full = write_csv(tmp_path / "two_months.csv", december + january)
+    output = tmp_path / "out"
+    batch.run(spark, settings(full, output))
+    december_before = curated(spark, output).where(F.col("invoice_month") == 12).localCheckpoint()
+
+    february_rows = in_month(rows[:40], 1, 2011)  # a corrected January: 40 other lines
+    subset = write_csv(tmp_path / "january_only.csv", february_rows)
+    report = batch.run(spark, settings(subset, output))
+
+    after = curated(spark, output)
+    assert_df_equality(after.where(F.col("invoice_month") == 12), december_before, ignore_row_order=True)
+    january_after = after.where(F.col("invoice_month") == 1)
+    assert january_after.count() == report.published
+    assert {r["invoice_no"] for r in january_after.collect()} == {row[0] for row in february_rows} - {
+        row[0] for row in february_rows if row[0].startswith("C")
+    }
+
+
+def test_a_run_that_fails_midway_leaves_the_earlier_output(
+    spark: SparkSession, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    batch.run(spark, settings(BAD_INPUT_CSV, tmp_path))
+    before_curated = curated(spark, tmp_path).localCheckpoint()
+    before_report = (tmp_path / "reports" / "run_report.json").read_text()
+
+    def fail_after_curated(*_: object, **__: object) -> None:
+        raise RuntimeError("disk full (injected)")
+
+    # The second run writes its curated data, then fails before its quarantine is written.
+    monkeypatch.setattr(batch, "write_quarantine", fail_after_curated)
+    with pytest.raises(RuntimeError, match="injected"):
+        batch.run(spark, settings(SAMPLE_CSV, tmp_path))
+
+    assert_df_equality(curated(spark, tmp_path), before_curated, ignore_row_order=True)
+    assert (tmp_path / "reports" / "run_report.json").read_text() == before_report
+    assert not list((tmp_path / "_staging").glob("*"))
+
+
+def test_a_wrong_header_stops_the_run_before_reading(spark: SparkSession, tmp_path: Path) -> None:
+    swapped = tmp_path / "swapped.csv"
+    swapped.write_text("StockCode,InvoiceNo,Description,Quantity,InvoiceDate,UnitPrice,CustomerID,Country\n")
+    with pytest.raises(InputError, match="first line should be the header"):
+        batch.run(spark, settings(swapped, tmp_path / "out"))
+    with pytest.raises(InputError, match="no input files match"):
+        batch.run(spark, settings(tmp_path / "missing-*.csv", tmp_path / "out"))
+    assert not (tmp_path / "out" / "curated").exists()
+
+
+def test_a_folder_of_latin1_files_is_read(spark: SparkSession, tmp_path: Path) -> None:
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for name, description in (("a.csv", "CAFÉ AU LAIT MUG"), ("b.csv", "CRÈME BRÛLÉE SET")):
+        text = f"{rules.RAW_HEADER}\n536365,85123A,{description},6,12/1/2010 8:26,2.55,17850,France\n"
+        (folder / name).write_bytes(text.encode("latin-1"))
+    report = batch.run(spark, settings(folder, tmp_path / "out", encoding="latin-1"))
+    assert report.read == 2 and report.published == 2 and report.header_lines == 2
+    descriptions = {r["description"] for r in curated(spark, tmp_path / "out").collect()}
+    assert descriptions == {"CAFÉ AU LAIT MUG", "CRÈME BRÛLÉE SET"}
+    report_json = json.loads((tmp_path / "out" / "reports" / "run_report.json").read_text())
+    assert len(report_json["inputs"]) == 2

@@ -1,0 +1,123 @@
+"""The plain-Python interpreter of the rules (the streaming path's)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+
+import pytest
+
+from retail_pipeline import rules
+
+GOOD = {
+    "InvoiceNo": "536365",
+    "StockCode": "85123A",
+    "Description": "WHITE HANGING HEART T-LIGHT HOLDER",
+    "Quantity": "6",
+    "InvoiceDate": "12/1/2010 8:26",
+    "UnitPrice": "2.55",
+    "CustomerID": "17850",
+    "Country": "United Kingdom",
+}
+
+
+def record(**changes: str | None) -> dict[str, str | None]:
+    return {**GOOD, **changes}
+
+
+def test_a_good_record_is_typed() -> None:
+    line = rules.parse_record(GOOD)
+    assert line == rules.InvoiceLine(
+        invoice_no="536365",
+        stock_code="85123A",
+        description="WHITE HANGING HEART T-LIGHT HOLDER",
+        quantity=6,
+        unit_price=Decimal("2.5500"),
+        invoice_ts=datetime(2010, 12, 1, 8, 26),
+        customer_id="17850",
+        country="United Kingdom",
+    )
+    assert isinstance(line, rules.InvoiceLine)
+    assert line.revenue == Decimal("15.3000")
+    assert rules.first_matching_rule(line) is None
+
+
+@pytest.mark.parametrize(
+    ("changes", "reason"),
+    [
+        ({"InvoiceNo": ""}, "missing_invoice_no"),
+        ({"InvoiceNo": "   "}, "missing_invoice_no"),
+        ({"StockCode": None}, "missing_stock_code"),
+        ({"Quantity": "6.0"}, "invalid_quantity"),
+        ({"Quantity": "six"}, "invalid_quantity"),
+        ({"Quantity": "12345678901"}, "invalid_quantity"),
+        ({"UnitPrice": "2,55"}, "invalid_unit_price"),
+        ({"UnitPrice": "1e3"}, "invalid_unit_price"),
+        ({"UnitPrice": "2.55555"}, "invalid_unit_price"),
+        ({"InvoiceDate": "13/45/2010 8:26"}, "invalid_invoice_date"),
+        ({"InvoiceDate": "2/30/2011 8:26"}, "invalid_invoice_date"),
+        ({"InvoiceDate": "2010-12-01"}, "invalid_invoice_date"),
+        ({"InvoiceDate": "12/1/10 8:26"}, "invalid_invoice_date"),
+        ({"Country": ""}, "missing_country"),
+        # first failing check wins
+        ({"InvoiceNo": "", "Quantity": "x"}, "missing_invoice_no"),
+    ],
+)
+def test_malformed_fields_are_named(changes: dict[str, str | None], reason: str) -> None:
+    assert rules.parse_record(record(**changes)) == reason
+
+
+def test_both_date_shapes_are_accepted() -> None:
+    assert rules.parse_invoice_date("12/1/2010 8:26") == datetime(2010, 12, 1, 8, 26)
+    assert rules.parse_invoice_date("2011-12-09 12:50:07") == datetime(2011, 12, 9, 12, 50, 7)
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [("17850", "17850"), ("17850.0", "17850"), (" 17850.00 ", "17850"), ("", "Unknown"), (None, "Unknown")],
+)
+def test_customer_id_is_normalized(raw: str | None, expected: str) -> None:
+    assert rules.normalize_customer_id(raw) == expected
+
+
+def test_description_is_trimmed_and_empty_becomes_none() -> None:
+    line = rules.parse_record(record(Description="  MUG  "))
+    assert isinstance(line, rules.InvoiceLine) and line.description == "MUG"
+    line = rules.parse_record(record(Description="   "))
+    assert isinstance(line, rules.InvoiceLine) and line.description is None
+
+
+@pytest.mark.parametrize(
+    ("changes", "rule"),
+    [
+        ({"InvoiceNo": "C536379"}, "cancellation"),
+        ({"InvoiceNo": "c536379"}, "cancellation"),
+        ({"InvoiceNo": "A563185"}, "bad_debt"),
+        ({"InvoiceNo": "a563185", "UnitPrice": "-11062.06"}, "bad_debt"),
+        ({"Quantity": "0"}, "non_positive_quantity"),
+        ({"Quantity": "-3", "UnitPrice": "0"}, "non_positive_quantity"),
+        ({"UnitPrice": "0"}, "non_positive_price"),
+        ({"UnitPrice": "-0.01"}, "non_positive_price"),
+        ({"InvoiceNo": "C536379", "Quantity": "-1"}, "cancellation"),
+    ],
+)
+def test_each_filter_rule_matches_first_in_order(changes: dict[str, str], rule: str) -> None:
+    line = rules.parse_record(record(**changes))
+    assert isinstance(line, rules.InvoiceLine)
+    matched = rules.first_matching_rule(line)
+    assert matched is not None and matched.name == rule
+
+
+def test_rules_are_in_the_documented_order() -> None:
+    assert rules.FILTER_RULE_NAMES == (
+        "cancellation",
+        "bad_debt",
+        "non_positive_quantity",
+        "non_positive_price",
+    )
+    assert rules.QUARANTINE_REASON_NAMES[:4] == (
+        "empty_line",
+        "truncated_last_line",
+        "unclosed_quote",
+        "wrong_field_count",
+    )
