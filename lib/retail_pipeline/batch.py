@@ -156,6 +156,11 @@ def run(spark: SparkSession, settings: BatchSettings, *, run_id: str | None = No
                 "quarantine": f"{output}/quarantine",
                 "report": f"{output}/reports/run_report.json",
             },
+            curated_partitions=[
+                unit.removeprefix("curated/")
+                for unit in publish.staged_units(fs, staging)
+                if unit.startswith("curated/")
+            ],
             spark_version=spark.version,
         )
         fs.write_text(f"{staging}/reports/run_report.json", report.to_json())

@@ -82,6 +82,9 @@ class RunReport:
     header_lines: int
     durations_s: Mapping[str, float]
     outputs: Mapping[str, str] = field(default_factory=dict)
+    # The curated partitions this run replaced, relative to outputs["curated"]
+    # ("invoice_year=2010/invoice_month=12"): what a warehouse load of this run reads.
+    curated_partitions: list[str] = field(default_factory=list)
     spark_version: str = ""
 
     def to_json(self) -> str:

@@ -86,8 +86,9 @@ def test_the_real_sample_is_accounted_for(sample_run: tuple[RunReport, Path]) ->
     }
     assert report.quarantined == {}
     assert report.header_lines == 1
-    assert stored_report(output).read == 9_999
-    assert stored_report(output).published == 9_853
+    stored = stored_report(output)
+    assert (stored.read, stored.published) == (9_999, 9_853)
+    assert stored.curated_partitions == ["invoice_year=2010/invoice_month=12"]
 
 
 def test_curated_output_matches_the_report(spark: SparkSession, sample_run: tuple[RunReport, Path]) -> None:
