@@ -134,6 +134,7 @@ def run(spark: SparkSession, settings: BatchSettings, *, run_id: str | None = No
     except BaseException:
         # Nothing of this run becomes visible; the previous output stays as it was.
         fs.delete(staging)
+        fs.delete_if_empty(f"{output}/{publish.STAGING}")
         raise
     finally:
         classified.unpersist()

@@ -33,8 +33,8 @@ def build_parser() -> argparse.ArgumentParser:
     batch.add_argument("--output", help="output folder (default: the config's batch.output)")
     batch.add_argument("--run-id", help="id of this run (default: time-stamp and random suffix)")
 
-    generate = commands.add_parser("generate", help="write a synthetic input of N x 541,909 rows")
-    generate.add_argument("generate_args", nargs=argparse.REMAINDER)
+    # Parsed by retail_pipeline.synthetic itself (see `generate --help`).
+    commands.add_parser("generate", help="write a synthetic input of N x 541,909 rows", add_help=False)
     return parser
 
 
@@ -64,6 +64,11 @@ def run_batch(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     configure_logging()
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["generate"]:
+        from retail_pipeline import synthetic
+
+        return synthetic.main(argv[1:])
     parser = build_parser()
     args, unknown = parser.parse_known_args(argv)
     if unknown:
@@ -71,10 +76,6 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "batch":
             return run_batch(args)
-        if args.command == "generate":
-            from retail_pipeline import synthetic
-
-            return synthetic.main(args.generate_args)
     except (ConfigError, InputError) as error:
         logger.error("%s", error)
         print(f"error: {error}", file=sys.stderr)

@@ -68,6 +68,8 @@ def _roll_forward(fs: HadoopFileSystem, output: str, run_id: str, units: list[st
         fs.rename(staged, target)
     fs.delete(trash)
     fs.delete(staging)
+    fs.delete_if_empty(f"{output}/{TRASH}")
+    fs.delete_if_empty(f"{output}/{STAGING}")
     logger.info("Published %d units of run %s to %s", len(units), run_id, output)
 
 
@@ -83,3 +85,4 @@ def recover(fs: HadoopFileSystem, output: str) -> None:
             logger.warning("Run %s stopped before publishing: discarding its staged output", run_id)
             fs.delete(staging)
     fs.delete(f"{output}/{TRASH}")
+    fs.delete_if_empty(f"{output}/{STAGING}")

@@ -126,6 +126,12 @@ class HadoopFileSystem:
         if not fs.rename(self._path(source), self._path(target)):
             raise OSError(f"could not move {source} to {target}")
 
+    def delete_if_empty(self, path: str) -> None:
+        fs = self._fs(path)
+        target = self._path(path)
+        if fs.exists(target) and not fs.listStatus(target):
+            fs.delete(target, False)
+
     def delete(self, path: str) -> None:
         fs = self._fs(path)
         if fs.exists(self._path(path)):
