@@ -50,13 +50,13 @@ REVENUE_TYPE = "decimal(23,4)"
 
 @dataclass(frozen=True)
 class DateFormat:
-    """An accepted InvoiceDate shape: a full-match regex, what each group holds, and the
-    separators between the groups (so Spark can split instead of extracting group by group)."""
+    """An accepted InvoiceDate shape: a full-match regex and what each group holds (Python),
+    and the same shape as a Spark datetime pattern (parsed strictly: 2/30/2011 is no date)."""
 
     name: str
     pattern: str
     groups: tuple[str, ...]
-    split_on: str
+    spark_pattern: str
 
 
 INVOICE_DATE_FORMATS: tuple[DateFormat, ...] = (
@@ -65,14 +65,14 @@ INVOICE_DATE_FORMATS: tuple[DateFormat, ...] = (
         "month_day_year",
         r"^([0-9]{1,2})/([0-9]{1,2})/([0-9]{4}) ([0-9]{1,2}):([0-9]{2})$",
         ("month", "day", "year", "hour", "minute"),
-        "[/ :]",
+        "M/d/yyyy H:mm",
     ),
     # The spreadsheet export's form, yyyy-MM-dd HH:mm:ss.
     DateFormat(
         "iso",
         r"^([0-9]{4})-([0-9]{2})-([0-9]{2}) ([0-9]{2}):([0-9]{2}):([0-9]{2})$",
         ("year", "month", "day", "hour", "minute", "second"),
-        "[- :]",
+        "yyyy-MM-dd HH:mm:ss",
     ),
 )
 

@@ -10,8 +10,12 @@ from pyspark.sql import SparkSession
 logger = logging.getLogger(__name__)
 
 # Settings the transforms rely on, applied to every session whatever the platform's defaults:
-# invalid casts become null (and are quarantined) instead of failing the job.
-REQUIRED_CONF = {"spark.sql.ansi.enabled": "false"}
+# invalid casts and dates become null (and are quarantined) instead of failing the job; the
+# default EXCEPTION policy would raise on a date the old lenient parser accepted (2/30/2011).
+REQUIRED_CONF = {
+    "spark.sql.ansi.enabled": "false",
+    "spark.sql.legacy.timeParserPolicy": "CORRECTED",
+}
 
 
 def get_spark(

@@ -4,10 +4,15 @@ The chain, from raw text lines to one classified row per line:
 
     lines                      source_file, line
       .transform(split_fields)            + fields (struct of the 8 raw strings, and _malformed)
+      .transform(clean_fields)            + clean (the 8 fields trimmed, empty as null)
+      .transform(type_fields)             + the curated columns (null where malformed)
       .transform(add_quarantine_reason, truncated_last_lines=...)   + quarantine_reason
-      .transform(type_fields)             + the curated columns
       .transform(add_filter_reason)       + filter_reason
       .transform(add_outcome, header_lines=...)   + outcome, reason
+
+Each value is computed once and referenced by name afterwards: Spark does not share common
+subexpressions across the branches of a CASE WHEN, so an expression repeated inside the
+reason chains would be evaluated again for every line.
 
 No transform reads, writes, looks up a session or reads config. Every expression is a Spark
 built-in (no Python UDF), so the whole chain is code-generated.
@@ -29,6 +34,7 @@ from retail_pipeline import rules
 SOURCE_FILE = "source_file"
 LINE = "line"
 FIELDS = "fields"
+CLEAN = "clean"
 MALFORMED = "_malformed"
 
 OUTCOME_HEADER = "header"
@@ -62,8 +68,7 @@ CURATED_COLUMNS = (
 
 def raw_field(name: str) -> Column:
     """A raw field trimmed of spaces, null when empty (as `rules.clean_text`)."""
-    trimmed = F.trim(F.col(f"{FIELDS}.{name}"))
-    return F.when(trimmed != "", trimmed)
+    return F.col(f"{CLEAN}.{name}")
 
 
 def split_fields(lines: DataFrame) -> DataFrame:
@@ -72,39 +77,42 @@ def split_fields(lines: DataFrame) -> DataFrame:
     return lines.withColumn(FIELDS, F.from_csv(F.col(LINE), RAW_FIELDS_DDL, CSV_OPTIONS))
 
 
+def clean_fields(fields: DataFrame) -> DataFrame:
+    """The raw fields trimmed of spaces, empty as null, in the struct `clean`."""
+    cleaned = []
+    for name in rules.RAW_COLUMNS:
+        trimmed = F.trim(F.col(f"{FIELDS}.{name}"))
+        cleaned.append(F.when(trimmed != "", trimmed).alias(name))
+    return fields.withColumn(CLEAN, F.struct(*cleaned))
+
+
 def invoice_date(text: Column) -> Column:
     """InvoiceDate as TIMESTAMP_NTZ (a wall-clock time, as the data set records it), or null
-    when it has none of the accepted shapes or is no real date (13/45/2010)."""
-    parsed = []
-    for date_format in rules.INVOICE_DATE_FORMATS:
-        # One split instead of a regexp_extract per part: two regex passes per line, not seven.
-        parts = F.split(text, date_format.split_on)
-
-        def part(name: str, parts: Column = parts, groups: tuple[str, ...] = date_format.groups) -> Column:
-            return parts.getItem(groups.index(name)).cast("int") if name in groups else F.lit(0)
-
-        timestamp = F.make_timestamp_ntz(
-            part("year"), part("month"), part("day"), part("hour"), part("minute"), part("second")
-        )
-        parsed.append(F.when(text.rlike(date_format.pattern), timestamp))
+    when it has none of the accepted shapes or is no real date (13/45/2010, 2/30/2011)."""
+    parsed = [
+        # The regex picks the one pattern to try, so no line pays for a failed parse.
+        F.when(text.rlike(date_format.pattern), F.to_timestamp_ntz(text, F.lit(date_format.spark_pattern)))
+        for date_format in rules.INVOICE_DATE_FORMATS
+    ]
     return F.coalesce(*parsed)
 
 
 def field_check_passes(check: rules.FieldCheck) -> Column:
+    """Whether a line passes a field check; needs `clean` and, for dates, `invoice_ts`."""
     value = raw_field(check.field)
     if check.kind == "required":
         return value.isNotNull()
     if check.kind == "pattern":
         return F.coalesce(value.rlike(check.pattern), F.lit(False))
     if check.kind == "invoice_date":
-        return invoice_date(value).isNotNull()
+        return F.col("invoice_ts").isNotNull()
     raise ValueError(f"field check {check.reason!r} has an unknown kind {check.kind!r}")
 
 
 def add_quarantine_reason(
-    fields: DataFrame, *, truncated_last_lines: Mapping[str, str] | None = None
+    typed: DataFrame, *, truncated_last_lines: Mapping[str, str] | None = None
 ) -> DataFrame:
-    """Name the first reason that makes a line malformed (null when it is well formed).
+    """Name the first reason that makes a typed line malformed (null when it is well formed).
 
     `truncated_last_lines` maps a source file to the text of its last line, for files that do
     not end with a line break: a cut inside the last field still parses, so only the missing
@@ -128,17 +136,16 @@ def add_quarantine_reason(
     reason = F.when(failures[0][1], F.lit(failures[0][0]))
     for name, condition in failures[1:]:
         reason = reason.when(condition, F.lit(name))
-    return fields.withColumn("quarantine_reason", reason)
+    return typed.withColumn("quarantine_reason", reason)
 
 
-def type_fields(fields: DataFrame) -> DataFrame:
+def type_fields(cleaned: DataFrame) -> DataFrame:
     """The curated columns with their types; null where a field is malformed (such lines are
     quarantined and never published)."""
-    invoice_ts = invoice_date(raw_field("InvoiceDate"))
     quantity = raw_field("Quantity").cast("int")
     unit_price = raw_field("UnitPrice").cast(rules.UNIT_PRICE_TYPE)
     customer_id = F.regexp_replace(raw_field("CustomerID"), rules.CUSTOMER_ID_FLOAT_SUFFIX, "")
-    return fields.withColumns(
+    typed = cleaned.withColumns(
         {
             "invoice_no": raw_field("InvoiceNo"),
             "stock_code": raw_field("StockCode"),
@@ -147,12 +154,13 @@ def type_fields(fields: DataFrame) -> DataFrame:
             "unit_price": unit_price,
             # int x DECIMAL(12,4) is DECIMAL(23,4): exact, never rounded, never overflowing.
             "revenue": (quantity * unit_price).cast(rules.REVENUE_TYPE),
-            "invoice_ts": invoice_ts,
+            "invoice_ts": invoice_date(raw_field("InvoiceDate")),
             "customer_id": F.coalesce(customer_id, F.lit(rules.UNKNOWN_CUSTOMER)),
             "country": raw_field("Country"),
-            "invoice_year": F.year(invoice_ts),
-            "invoice_month": F.month(invoice_ts),
         }
+    )
+    return typed.withColumns(
+        {"invoice_year": F.year(F.col("invoice_ts")), "invoice_month": F.month(F.col("invoice_ts"))}
     )
 
 
@@ -198,8 +206,9 @@ def classify_lines(
     """The whole chain: raw lines (source_file, line) -> one classified row per line."""
     return (
         lines.transform(split_fields)
-        .transform(add_quarantine_reason, truncated_last_lines=truncated_last_lines)
+        .transform(clean_fields)
         .transform(type_fields)
+        .transform(add_quarantine_reason, truncated_last_lines=truncated_last_lines)
         .transform(add_filter_reason)
         .transform(add_outcome, header_lines=header_lines)
     )

@@ -67,7 +67,12 @@ QUARANTINE_CASES: list[tuple[str, str | None]] = [
 
 def test_add_quarantine_reason_names_the_first_reason(spark: SparkSession) -> None:
     cases = with_expected(spark, QUARANTINE_CASES, "reason")
-    result = cases.transform(transforms.split_fields).transform(transforms.add_quarantine_reason)
+    result = (
+        cases.transform(transforms.split_fields)
+        .transform(transforms.clean_fields)
+        .transform(transforms.type_fields)
+        .transform(transforms.add_quarantine_reason)
+    )
     assert_column_equality(result, "quarantine_reason", "expected_reason")
 
 
@@ -77,8 +82,11 @@ def test_only_the_unterminated_last_line_of_its_file_is_truncated(spark: SparkSe
         [("file:///in/a.csv", cut, "truncated_last_line"), ("file:///in/b.csv", cut, None)],
         "source_file string, line string, expected_reason string",
     )
-    result = lines.transform(transforms.split_fields).transform(
-        transforms.add_quarantine_reason, truncated_last_lines={"file:///in/a.csv": cut}
+    result = (
+        lines.transform(transforms.split_fields)
+        .transform(transforms.clean_fields)
+        .transform(transforms.type_fields)
+        .transform(transforms.add_quarantine_reason, truncated_last_lines={"file:///in/a.csv": cut})
     )
     assert_column_equality(result, "quarantine_reason", "expected_reason")
 
@@ -92,6 +100,7 @@ def test_type_fields_gives_the_curated_types_and_values(spark: SparkSession) -> 
     )
     typed = (
         lines.transform(transforms.split_fields)
+        .transform(transforms.clean_fields)
         .transform(transforms.type_fields)
         .select(*transforms.CURATED_COLUMNS)
     )
@@ -144,6 +153,7 @@ def test_each_filter_rule_is_applied(spark: SparkSession, rule: rules.FilterRule
     result = (
         with_expected(spark, cases, "rule")
         .transform(transforms.split_fields)
+        .transform(transforms.clean_fields)
         .transform(transforms.type_fields)
         .transform(transforms.add_filter_reason)
     )
