@@ -16,6 +16,22 @@ os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
 
 
 @pytest.fixture(scope="session")
+def quality_on():  # type: ignore[no-untyped-def]
+    """The committed local config's data-quality settings (the gate on)."""
+    from retail_pipeline.config import load_config
+
+    return load_config().quality
+
+
+@pytest.fixture(scope="session")
+def quality_off(quality_on):  # type: ignore[no-untyped-def]
+    """The gate off: for tests about something else (Great Expectations costs seconds)."""
+    import dataclasses
+
+    return dataclasses.replace(quality_on, enabled=False)
+
+
+@pytest.fixture(scope="session")
 def spark() -> Iterator:
     from retail_pipeline.session import get_spark
 

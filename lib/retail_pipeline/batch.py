@@ -7,20 +7,24 @@ inspect inputs (driver) -> read lines once -> classify (transforms) -> cache
 
 from __future__ import annotations
 
+import functools
 import logging
+import shutil
 import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
+from typing import Any
 
 from pyspark import StorageLevel
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from retail_pipeline import publish, transforms
-from retail_pipeline.config import BatchSettings
+from retail_pipeline.config import BatchSettings, QualitySettings
 from retail_pipeline.inputs import InputFile, inspect_inputs, jvm_charset
+from retail_pipeline.quality import QualityGateError
 from retail_pipeline.report import OutcomeCounts, RunReport, check_accounting
 from retail_pipeline.storage import HadoopFileSystem
 
@@ -57,7 +61,7 @@ def read_lines(spark: SparkSession, inputs: list[InputFile], *, encoding: str) -
     charset = jvm_charset(encoding)
     if charset != "UTF-8":
         text = F.decode(F.col("value").cast("binary"), charset)
-    return raw.select(F.input_file_name().alias(transforms.SOURCE_FILE), text.alias(transforms.LINE))
+    return raw.select(F.col("_metadata.file_path").alias(transforms.SOURCE_FILE), text.alias(transforms.LINE))
 
 
 def count_outcomes(classified: DataFrame) -> OutcomeCounts:
@@ -91,8 +95,93 @@ def count_parquet_rows(spark: SparkSession, fs: HadoopFileSystem, path: str) -> 
     return spark.read.parquet(path).count()
 
 
-def run(spark: SparkSession, settings: BatchSettings, *, run_id: str | None = None) -> RunReport:
-    """Run the batch job once; returns the published run report."""
+def validate_run(
+    fs: HadoopFileSystem,
+    classified: DataFrame,
+    *,
+    quality: QualitySettings,
+    counts: OutcomeCounts,
+    staging: str,
+    run_id: str,
+) -> dict[str, Any]:
+    """Run the quality gate on the cached lines; its JSON result and Data Docs go to staging.
+    Raises QualityGateError (after staging the reports) when a critical expectation fails."""
+    from retail_pipeline import quality as gate  # Great Expectations loads only when used
+
+    result, docs_dir = gate.validate(
+        transforms.to_raw_input(classified),
+        transforms.to_curated(classified),
+        settings=quality,
+        published_rows=counts.published,
+    )
+    try:
+        fs.copy_from_local(docs_dir, f"{staging}/reports/data_docs")
+    finally:
+        shutil.rmtree(docs_dir, ignore_errors=True)
+    fs.write_text(f"{staging}/reports/validation/{run_id}.json", result.to_json())
+    summary = {
+        "success": result.success,
+        "seconds": round(result.seconds, 3),
+        "critical_failures": [o.describe() for o in result.critical_failures],
+        "warnings": [o.describe() for o in result.warnings],
+        "result": f"reports/validation/{run_id}.json",
+        "data_docs": "reports/data_docs/index.html",
+    }
+    if not result.success:
+        raise gate.QualityGateError(result)
+    return summary
+
+
+def build_report(
+    spark: SparkSession,
+    fs: HadoopFileSystem,
+    *,
+    run_id: str,
+    status: str,
+    inputs: list[InputFile],
+    output: str,
+    counts: OutcomeCounts,
+    durations: dict[str, float],
+    quality: dict[str, Any],
+) -> RunReport:
+    staging = publish.staging_dir(output, run_id)
+    return RunReport(
+        run_id=run_id,
+        status=status,
+        inputs=[f.path for f in inputs],
+        output=output,
+        read=counts.read,
+        published=counts.published if status == "succeeded" else 0,
+        filtered=counts.filtered,
+        quarantined=counts.quarantined,
+        published_revenue=str(counts.published_revenue) if status == "succeeded" else "0",
+        header_lines=counts.header_lines,
+        durations_s=dict(durations),
+        outputs={
+            "curated": f"{output}/curated",
+            "quarantine": f"{output}/quarantine",
+            "report": f"{output}/reports/run_report.json",
+        },
+        curated_partitions=[
+            unit.removeprefix("curated/")
+            for unit in publish.staged_units(fs, staging)
+            if unit.startswith("curated/")
+        ],
+        quality=quality,
+        spark_version=spark.version,
+    )
+
+
+def run(
+    spark: SparkSession,
+    settings: BatchSettings,
+    *,
+    quality: QualitySettings | None = None,
+    run_id: str | None = None,
+) -> RunReport:
+    """Run the batch job once; returns the published run report. Without `quality` (or with
+    it disabled) nothing checks the data before it is published: the CLI always passes the
+    config's settings."""
     run_id = run_id or new_run_id()
     output = settings.output.rstrip("/")
     fs = HadoopFileSystem(spark)
@@ -104,24 +193,21 @@ def run(spark: SparkSession, settings: BatchSettings, *, run_id: str | None = No
         logger.info("Reading %d input file(s), %s bytes", len(inputs), f"{sum(f.size for f in inputs):,}")
 
     with timer.stage("read_and_classify"):
-        truncated = {
-            f.path: f.unterminated_last_line
-            for f in inputs
-            if f.unterminated_last_line is not None and settings.quarantine_unterminated_last_line
-        }
-        classified = (
-            read_lines(spark, inputs, encoding=settings.encoding)
-            .transform(
-                transforms.classify_lines,
-                header_lines={f.header_line for f in inputs},
-                truncated_last_lines=truncated,
-            )
-            .transform(transforms.keep_outcome_columns)
-            .persist(StorageLevel.MEMORY_AND_DISK)
-        )
+        classified = classify_inputs(spark, inputs, settings).persist(StorageLevel.MEMORY_AND_DISK)
         counts = count_outcomes(classified)
 
+    make_report = functools.partial(
+        build_report, spark, fs, run_id=run_id, inputs=inputs, output=output, counts=counts
+    )
+    quality_summary: dict[str, Any] = {"enabled": bool(quality and quality.enabled)}
+    if not quality_summary["enabled"]:
+        logger.warning("The data-quality gate is off: publishing unvalidated data")
     try:
+        if quality is not None and quality.enabled:
+            with timer.stage("validate"):
+                quality_summary |= validate_run(
+                    fs, classified, quality=quality, counts=counts, staging=staging, run_id=run_id
+                )
         with timer.stage("write_staging"):
             write_curated(transforms.to_curated(classified), f"{staging}/curated")
             write_quarantine(transforms.to_quarantine(classified), f"{staging}/quarantine")
@@ -131,6 +217,17 @@ def run(spark: SparkSession, settings: BatchSettings, *, run_id: str | None = No
                 written_published=count_parquet_rows(spark, fs, f"{staging}/curated"),
                 written_quarantined=count_parquet_rows(spark, fs, f"{staging}/quarantine"),
             )
+    except QualityGateError as failure:
+        # Publish the reports (validation result, Data Docs, this run's report) but no data;
+        # reports/run_report.json keeps describing the data that is published.
+        quality_summary |= {
+            "success": False,
+            "critical_failures": [o.describe() for o in failure.result.critical_failures],
+        }
+        report = make_report(status="failed_quality_gate", durations=timer.durations, quality=quality_summary)
+        fs.write_text(f"{staging}/reports/runs/{run_id}.json", report.to_json())
+        publish.publish(fs, output, run_id)
+        raise
     except BaseException:
         # Nothing of this run becomes visible; the previous output stays as it was.
         fs.delete(staging)
@@ -140,31 +237,26 @@ def run(spark: SparkSession, settings: BatchSettings, *, run_id: str | None = No
         classified.unpersist()
 
     with timer.stage("publish"):
-        report = RunReport(
-            run_id=run_id,
-            status="succeeded",
-            inputs=[f.path for f in inputs],
-            output=output,
-            read=counts.read,
-            published=counts.published,
-            filtered=counts.filtered,
-            quarantined=counts.quarantined,
-            published_revenue=str(counts.published_revenue),
-            header_lines=counts.header_lines,
-            durations_s=dict(timer.durations),
-            outputs={
-                "curated": f"{output}/curated",
-                "quarantine": f"{output}/quarantine",
-                "report": f"{output}/reports/run_report.json",
-            },
-            curated_partitions=[
-                unit.removeprefix("curated/")
-                for unit in publish.staged_units(fs, staging)
-                if unit.startswith("curated/")
-            ],
-            spark_version=spark.version,
-        )
+        report = make_report(status="succeeded", durations=timer.durations, quality=quality_summary)
         fs.write_text(f"{staging}/reports/run_report.json", report.to_json())
         fs.write_text(f"{staging}/reports/runs/{run_id}.json", report.to_json())
         publish.publish(fs, output, run_id)
     return report
+
+
+def classify_inputs(spark: SparkSession, inputs: list[InputFile], settings: BatchSettings) -> DataFrame:
+    """The input files read once and classified, one row per line, with what the outputs need."""
+    truncated = {
+        f.uri: f.unterminated_last_line
+        for f in inputs
+        if f.unterminated_last_line is not None and settings.quarantine_unterminated_last_line
+    }
+    return (
+        read_lines(spark, inputs, encoding=settings.encoding)
+        .transform(
+            transforms.classify_lines,
+            header_lines={f.header_line for f in inputs},
+            truncated_last_lines=truncated,
+        )
+        .transform(transforms.keep_outcome_columns)
+    )

@@ -15,6 +15,7 @@ import time
 from retail_pipeline.config import ConfigError, load_config
 from retail_pipeline.inputs import InputError
 from retail_pipeline.logs import configure_logging, set_run_id
+from retail_pipeline.quality import QualityGateError
 from retail_pipeline.report import AccountingError
 
 logger = logging.getLogger(__name__)
@@ -55,7 +56,7 @@ def run_batch(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     spark = get_spark(config.spark.app_name, master=config.spark.master, conf=config.spark.conf)
     session_start = time.perf_counter() - started
-    report = batch.run(spark, settings, run_id=run_id)
+    report = batch.run(spark, settings, quality=config.quality, run_id=run_id)
     durations = {"session_start": round(session_start, 3), **report.durations_s}
     durations["total"] = round(time.perf_counter() - started, 3)
     print(render_summary(dataclasses.replace(report, durations_s=durations)))
@@ -80,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
         logger.error("%s", error)
         print(f"error: {error}", file=sys.stderr)
         return EXIT_BAD_INPUT
-    except AccountingError as error:
+    except (AccountingError, QualityGateError) as error:
         logger.error("%s", error)
         print(f"error: {error}", file=sys.stderr)
         return EXIT_FAILED

@@ -13,6 +13,7 @@ import types
 import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -46,10 +47,31 @@ class BatchSettings:
 
 
 @dataclass(frozen=True)
+class QualitySettings:
+    # Off only for quick development loops: then nothing checks what is published.
+    enabled: bool
+    # Bounds of invoice_ts in the curated data, "yyyy-MM-dd HH:mm:ss", inclusive.
+    invoice_ts_min: str
+    invoice_ts_max: str
+    # A country outside this list is a warning, not a failure.
+    known_countries: tuple[str, ...]
+    # How many offending values a failed expectation shows in messages and results.
+    examples_shown: int
+
+    def __post_init__(self) -> None:
+        for key in ("invoice_ts_min", "invoice_ts_max"):
+            try:
+                datetime.fromisoformat(getattr(self, key))
+            except ValueError:
+                raise ConfigError(f"'quality.{key}' must be a time as yyyy-MM-dd HH:mm:ss") from None
+
+
+@dataclass(frozen=True)
 class PipelineConfig:
     env: str
     spark: SparkSettings
     batch: BatchSettings
+    quality: QualitySettings
     source: str = ""  # where it was loaded from, for messages
 
 
@@ -89,10 +111,13 @@ def _build(
         if name not in data:
             raise ConfigError(f"{source}: missing key '{key}'")
         values[name] = _convert(hints[name], data[name], source=source, key=key)
-    return cls(**values)
+    try:
+        return cls(**values)
+    except ConfigError as error:
+        raise ConfigError(f"{source}: {error}") from None
 
 
-def _convert(hint: Any, value: Any, *, source: str, key: str) -> Any:  # noqa: PLR0911 - one return per type
+def _convert(hint: Any, value: Any, *, source: str, key: str) -> Any:  # noqa: PLR0911, PLR0912 - one branch per type
     if isinstance(hint, type) and dataclasses.is_dataclass(hint):
         return _build(hint, value, source=source, prefix=f"{key}.")
     origin = typing.get_origin(hint)
@@ -102,6 +127,10 @@ def _convert(hint: Any, value: Any, *, source: str, key: str) -> Any:  # noqa: P
             return None
         (inner,) = [arg for arg in args if arg is not type(None)]
         return _convert(inner, value, source=source, key=key)
+    if origin is tuple:
+        if not isinstance(value, list) or not all(isinstance(item, str) and item for item in value):
+            raise ConfigError(f"{source}: '{key}' must be a list of non-empty strings")
+        return tuple(value)
     if origin is Mapping or hint is Mapping:
         if value is None:
             return {}

@@ -14,7 +14,7 @@ import logging
 from dataclasses import dataclass
 
 from retail_pipeline import rules
-from retail_pipeline.storage import HadoopFileSystem
+from retail_pipeline.storage import FileInfo, HadoopFileSystem
 
 logger = logging.getLogger(__name__)
 
@@ -29,6 +29,7 @@ class InputError(ValueError):
 @dataclass(frozen=True)
 class InputFile:
     path: str
+    uri: str  # as Spark reports the file of each row (_metadata.file_path)
     size: int
     # The first line exactly as Spark's line reader returns it (byte-order mark removed).
     header_line: str
@@ -77,13 +78,14 @@ def inspect_inputs(fs: HadoopFileSystem, pattern: str, *, encoding: str) -> list
         if info.size == 0:
             logger.warning("Input %s is empty (0 bytes): it holds no rows", info.path)
             continue
-        inputs.append(_inspect_file(fs, info.path, info.size, codec))
+        inputs.append(_inspect_file(fs, info, codec))
     if not inputs:
         raise InputError(f"every input file matching {pattern!r} is empty")
     return inputs
 
 
-def _inspect_file(fs: HadoopFileSystem, path: str, size: int, codec: str) -> InputFile:
+def _inspect_file(fs: HadoopFileSystem, info: FileInfo, codec: str) -> InputFile:
+    path = info.path
     head = fs.read_bytes(path, length=PEEK_BYTES).decode(codec, errors="replace")
     header_line = head.splitlines()[0] if head else ""
     header_line = header_line.removeprefix(UTF8_BOM)
@@ -98,4 +100,4 @@ def _inspect_file(fs: HadoopFileSystem, path: str, size: int, codec: str) -> Inp
         last = tail.rsplit(b"\n", 1)[-1].decode(codec, errors="replace").removesuffix("\r")
         unterminated = last.removeprefix(UTF8_BOM)
         logger.warning("Input %s does not end with a line break: its last line may be cut short", path)
-    return InputFile(path, size, header_line, unterminated)
+    return InputFile(path, info.uri, info.size, header_line, unterminated)

@@ -33,9 +33,13 @@ def staging_dir(output: str, run_id: str) -> str:
     return f"{output}/{STAGING}/{run_id}"
 
 
+# Report folders that collect one file per run; any other report folder is replaced whole.
+REPORT_HISTORY = ("runs", "validation")
+
+
 def staged_units(fs: HadoopFileSystem, staging: str) -> list[str]:
     """The units a run replaces, relative to the output folder: one per curated month, one
-    per quarantined source file, and each report file."""
+    per quarantined source file, each report file and the Data Docs site."""
     units = [
         f"curated/{year}/{month}"
         for year in fs.list_dirs(f"{staging}/curated")
@@ -43,7 +47,11 @@ def staged_units(fs: HadoopFileSystem, staging: str) -> list[str]:
     ]
     units += [f"quarantine/{source}" for source in fs.list_dirs(f"{staging}/quarantine")]
     units += [f"reports/{name}" for name in fs.list_files(f"{staging}/reports")]
-    units += [f"reports/runs/{name}" for name in fs.list_files(f"{staging}/reports/runs")]
+    for folder in fs.list_dirs(f"{staging}/reports"):
+        if folder in REPORT_HISTORY:
+            units += [f"reports/{folder}/{name}" for name in fs.list_files(f"{staging}/reports/{folder}")]
+        else:
+            units.append(f"reports/{folder}")
     return units
 
 

@@ -85,6 +85,8 @@ class RunReport:
     # The curated partitions this run replaced, relative to outputs["curated"]
     # ("invoice_year=2010/invoice_month=12"): what a warehouse load of this run reads.
     curated_partitions: list[str] = field(default_factory=list)
+    # The data-quality gate: success, critical failures, warnings, where the results are.
+    quality: Mapping[str, Any] = field(default_factory=dict)
     spark_version: str = ""
 
     def to_json(self) -> str:

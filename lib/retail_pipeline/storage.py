@@ -15,7 +15,8 @@ from pyspark.sql import SparkSession
 
 @dataclass(frozen=True)
 class FileInfo:
-    path: str  # fully qualified URI, as Spark's input_file_name() reports it
+    path: str  # qualified path to hand to readers ("file:/data/my file.csv")
+    uri: str  # the same, URI-encoded, as Spark's _metadata.file_path reports it
     size: int
 
 
@@ -58,7 +59,8 @@ class HadoopFileSystem:
         if name.startswith(("_", ".")):
             return []
         if not status.isDirectory():
-            return [FileInfo(str(status.getPath().toUri().toString()), int(status.getLen()))]
+            path = status.getPath()
+            return [FileInfo(str(path.toString()), str(path.toUri().toString()), int(status.getLen()))]
         fs = status.getPath().getFileSystem(self._conf)
         found: list[FileInfo] = []
         for child in fs.listStatus(status.getPath()):
@@ -113,6 +115,11 @@ class HadoopFileSystem:
             fs.delete(target, False)
         if not fs.rename(partial, target):
             raise OSError(f"could not move {partial} to {path}")
+
+    def copy_from_local(self, local_path: str, target: str) -> None:
+        """Copy a local file or folder (recursively) to `target`, replacing it."""
+        local = self._jvm.org.apache.hadoop.fs.Path(f"file://{local_path}")
+        self._fs(target).copyFromLocalFile(False, True, local, self._path(target))
 
     def mkdirs(self, path: str) -> None:
         self._fs(path).mkdirs(self._path(path))

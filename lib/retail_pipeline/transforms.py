@@ -24,6 +24,7 @@ on that, because every field is checked against its pattern before it is cast.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Collection, Mapping
 
 from pyspark.sql import Column, DataFrame
@@ -50,6 +51,16 @@ CSV_OPTIONS = {
     "quote": '"',
     "escape": '"',
 }
+
+# Hadoop spells one file's URI "file:/x" or "file:///x" depending on how the path was made;
+# keys compare with the slashes after the scheme folded to one ("file:/x", "s3:/bucket/x").
+FILE_URI_SLASHES = r"^([A-Za-z][A-Za-z0-9+.-]*):/+"
+
+
+def file_key(uri: str) -> str:
+    """A file URI in the one spelling `add_quarantine_reason` compares."""
+    return re.sub(FILE_URI_SLASHES, r"\1:/", uri)
+
 
 PARTITION_COLUMNS = ("invoice_year", "invoice_month")
 CURATED_COLUMNS = (
@@ -114,13 +125,14 @@ def add_quarantine_reason(
 ) -> DataFrame:
     """Name the first reason that makes a typed line malformed (null when it is well formed).
 
-    `truncated_last_lines` maps a source file to the text of its last line, for files that do
-    not end with a line break: a cut inside the last field still parses, so only the missing
-    line break tells.
+    `truncated_last_lines` maps a source file (its URI, as in `source_file`) to the text of
+    its last line, for files that do not end with a line break: a cut inside the last field
+    still parses, so only the missing line break tells.
     """
     truncated = F.lit(False)
+    source_key = F.regexp_replace(F.col(SOURCE_FILE), FILE_URI_SLASHES, "$1:/")
     for source_file, last_line in (truncated_last_lines or {}).items():
-        truncated = truncated | ((F.col(SOURCE_FILE) == source_file) & (F.col(LINE) == last_line))
+        truncated = truncated | ((source_key == file_key(source_file)) & (F.col(LINE) == last_line))
     quote_count = F.length(F.col(LINE)) - F.length(F.translate(F.col(LINE), '"', ""))
     line_checks = {
         "empty_line": F.trim(F.col(LINE)) == "",
@@ -215,16 +227,24 @@ def classify_lines(
 
 
 def keep_outcome_columns(classified: DataFrame) -> DataFrame:
-    """Only what the outputs and the counts need: the raw text and source file are kept for
-    quarantined lines alone, so caching the classified lines stays cheap."""
+    """Only what the outputs, the counts and the raw-input checks need: the raw line and
+    source file are kept for quarantined lines alone, so caching the classified lines stays
+    cheap."""
     quarantined = F.col("outcome") == OUTCOME_QUARANTINED
     return classified.select(
         F.when(quarantined, F.col(SOURCE_FILE)).alias(SOURCE_FILE),
         F.when(quarantined, F.col(LINE)).alias(LINE),
+        F.col(FIELDS).dropFields(MALFORMED).alias(FIELDS),
         "outcome",
         "reason",
         *CURATED_COLUMNS,
     )
+
+
+def to_raw_input(classified: DataFrame) -> DataFrame:
+    """The input's data lines as read: the eight raw string fields, headers left out."""
+    data_line = F.col("outcome") != OUTCOME_HEADER
+    return classified.where(data_line).select(f"{FIELDS}.*")
 
 
 def to_curated(classified: DataFrame) -> DataFrame:

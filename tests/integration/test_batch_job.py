@@ -13,7 +13,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from retail_pipeline import batch, rules
-from retail_pipeline.config import BatchSettings
+from retail_pipeline.config import BatchSettings, QualitySettings
 from retail_pipeline.inputs import InputError
 from retail_pipeline.report import RunReport
 from tests.conftest import BAD_INPUT_CSV, SAMPLE_CSV
@@ -69,9 +69,11 @@ def in_month(rows: list[list[str]], month: int, year: int) -> list[list[str]]:
 
 
 @pytest.fixture(scope="module")
-def sample_run(spark: SparkSession, tmp_path_factory: pytest.TempPathFactory) -> tuple[RunReport, Path]:
+def sample_run(
+    spark: SparkSession, tmp_path_factory: pytest.TempPathFactory, quality_on: QualitySettings
+) -> tuple[RunReport, Path]:
     output = tmp_path_factory.mktemp("sample_run")
-    return batch.run(spark, settings(SAMPLE_CSV, output)), output
+    return batch.run(spark, settings(SAMPLE_CSV, output), quality=quality_on), output
 
 
 def test_the_real_sample_is_accounted_for(sample_run: tuple[RunReport, Path]) -> None:

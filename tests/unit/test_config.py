@@ -19,6 +19,12 @@ batch:
   output: out
   encoding: utf-8
   quarantine_unterminated_last_line: true
+quality:
+  enabled: true
+  invoice_ts_min: "2010-12-01 00:00:00"
+  invoice_ts_max: "2011-12-09 23:59:59"
+  known_countries: [United Kingdom, France]
+  examples_shown: 5
 """
 
 
@@ -34,6 +40,7 @@ def test_values_are_typed_and_spark_settings_are_strings() -> None:
     assert config.spark.master is None
     assert config.spark.conf == {"spark.sql.shuffle.partitions": "4", "spark.ui.enabled": "false"}
     assert config.batch.quarantine_unterminated_last_line is True
+    assert config.quality.known_countries == ("United Kingdom", "France")
 
 
 @pytest.mark.parametrize(
@@ -49,6 +56,10 @@ def test_values_are_typed_and_spark_settings_are_strings() -> None:
         (lambda t: t.replace("input: in.csv", "input: ''"), "'batch.input' must be a non-empty string"),
         (lambda t: "- a list\n", "x.yaml: the top level must be a mapping"),
         (lambda t: "env: [unclosed\n", "x.yaml: not valid YAML"),
+        (
+            lambda t: t.replace("[United Kingdom, France]", "France"),
+            "'quality.known_countries' must be a list",
+        ),
     ],
 )
 def test_a_bad_config_is_named(edit, message: str) -> None:  # type: ignore[no-untyped-def]

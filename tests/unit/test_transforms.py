@@ -79,7 +79,7 @@ def test_add_quarantine_reason_names_the_first_reason(spark: SparkSession) -> No
 def test_only_the_unterminated_last_line_of_its_file_is_truncated(spark: SparkSession) -> None:
     cut = "536365,85123A,HEART,6,12/1/2010 8:26,2.55,17850,United Kingd"
     lines = spark.createDataFrame(
-        [("file:///in/a.csv", cut, "truncated_last_line"), ("file:///in/b.csv", cut, None)],
+        [("file:/in/a.csv", cut, "truncated_last_line"), ("file:///in/b.csv", cut, None)],
         "source_file string, line string, expected_reason string",
     )
     result = (

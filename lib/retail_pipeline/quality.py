@@ -1,0 +1,241 @@
+"""The data-quality gate: Great Expectations suites over the raw input and the curated output.
+
+Critical expectations block publishing; warning ones are reported and the run goes on. Both
+suites are validated on the job's cached DataFrames before anything becomes visible, so the
+data checked is exactly the data published.
+
+Speed: GX on Spark runs about one Spark job per expectation, and one more per column
+expectation to fetch unexpected values. The curated suite is first run with BOOLEAN_ONLY
+results (no unexpected-value queries); only the expectations that failed are run again, in a
+small suite of their own, with SUMMARY results to show offending values.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import os
+import tempfile
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from typing import Any, cast
+
+from pyspark.sql import DataFrame
+
+from retail_pipeline import rules
+from retail_pipeline.config import QualitySettings
+
+logger = logging.getLogger(__name__)
+
+RAW_SUITE = "raw_input"
+CURATED_SUITE = "curated_invoice_lines"
+# The data set's InvoiceNo: six digits, C for a cancellation, A for a bad-debt adjustment.
+INVOICE_NO_SHAPE = r"^[CA]?[0-9]{6}$"
+
+
+class QualityGateError(RuntimeError):
+    """A critical expectation failed: the run publishes no data."""
+
+    def __init__(self, result: QualityResult) -> None:
+        self.result = result
+        failures = "; ".join(outcome.describe() for outcome in result.critical_failures)
+        super().__init__(f"data-quality gate failed, nothing published: {failures}")
+
+
+@dataclass(frozen=True)
+class ExpectationOutcome:
+    suite: str
+    expectation: str
+    kwargs: dict[str, Any]
+    severity: str
+    success: bool
+    unexpected_count: int | None = None
+    examples: list[Any] = field(default_factory=list)
+
+    def key(self) -> str:
+        return json.dumps([self.expectation, self.kwargs], sort_keys=True, default=str)
+
+    def describe(self) -> str:
+        target = self.kwargs.get("column") or self.kwargs.get("column_list") or self.kwargs.get("description")
+        text = f"{self.suite}.{self.expectation}({target or ''})"
+        if self.unexpected_count is not None:
+            text += f": {self.unexpected_count:,} unexpected"
+        if self.examples:
+            text += f", e.g. {self.examples}"
+        return text
+
+
+@dataclass(frozen=True)
+class QualityResult:
+    outcomes: list[ExpectationOutcome]
+    seconds: float
+
+    @property
+    def critical_failures(self) -> list[ExpectationOutcome]:
+        return [o for o in self.outcomes if not o.success and o.severity == "critical"]
+
+    @property
+    def warnings(self) -> list[ExpectationOutcome]:
+        return [o for o in self.outcomes if not o.success and o.severity != "critical"]
+
+    @property
+    def success(self) -> bool:
+        return not self.critical_failures
+
+    def to_json(self) -> str:
+        summary = {
+            "success": self.success,
+            "seconds": round(self.seconds, 3),
+            "evaluated": len(self.outcomes),
+            "critical_failures": [o.describe() for o in self.critical_failures],
+            "warnings": [o.describe() for o in self.warnings],
+            "expectations": [asdict(o) for o in self.outcomes],
+        }
+        return json.dumps(summary, indent=2, default=str)
+
+
+def raw_suite_expectations() -> list[Any]:
+    import great_expectations.expectations as gxe
+    from great_expectations.expectations.metadata_types import FailureSeverity
+
+    warning = FailureSeverity.WARNING
+
+    return [
+        gxe.ExpectTableColumnsToMatchOrderedList(column_list=list(rules.RAW_COLUMNS)),
+        gxe.ExpectTableRowCountToBeBetween(min_value=1),
+        # Malformed lines are quarantined with a reason, so these are warnings here.
+        gxe.ExpectColumnValuesToMatchRegex(column="InvoiceNo", regex=INVOICE_NO_SHAPE, severity=warning),
+        gxe.ExpectColumnValuesToNotBeNull(column="StockCode", severity=warning),
+    ]
+
+
+def curated_suite_expectations(settings: QualitySettings, *, published_rows: int) -> list[Any]:
+    import great_expectations.expectations as gxe
+    from great_expectations.expectations.metadata_types import FailureSeverity
+
+    warning = FailureSeverity.WARNING
+
+    required = ("invoice_no", "stock_code", "quantity", "unit_price", "invoice_ts", "customer_id", "country")
+    return [
+        gxe.ExpectTableRowCountToEqual(value=published_rows),
+        *[gxe.ExpectColumnValuesToNotBeNull(column=column) for column in required],
+        gxe.ExpectColumnValuesToBeBetween(column="quantity", min_value=1),
+        gxe.ExpectColumnValuesToBeBetween(column="unit_price", min_value=0, strict_min=True),
+        gxe.ExpectColumnValuesToNotMatchRegex(column="invoice_no", regex="^[CcAa]"),
+        gxe.ExpectColumnValueLengthsToBeBetween(column="customer_id", min_value=1),
+        gxe.ExpectColumnValuesToBeBetween(
+            column="invoice_ts",
+            min_value=datetime.fromisoformat(settings.invoice_ts_min),
+            max_value=datetime.fromisoformat(settings.invoice_ts_max),
+        ),
+        gxe.UnexpectedRowsExpectation(
+            description="revenue = quantity x unit_price",
+            unexpected_rows_query="SELECT * FROM {batch} WHERE NOT (revenue <=> quantity * unit_price)",
+        ),
+        gxe.ExpectColumnValuesToBeInSet(
+            column="country", value_set=list(settings.known_countries), severity=warning
+        ),
+        # The real data repeats (InvoiceNo, StockCode) within an invoice: worth seeing, not an error.
+        gxe.ExpectCompoundColumnsToBeUnique(column_list=["invoice_no", "stock_code"], severity=warning),
+    ]
+
+
+class _Validator:
+    """An ephemeral GX context with a Spark data source and a Data Docs site in `docs_dir`."""
+
+    def __init__(self, docs_dir: str) -> None:
+        os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")  # no usage statistics, no internet
+        import great_expectations as gx
+        from great_expectations.data_context.types.base import ProgressBarsConfig
+
+        self._gx = gx
+        self.context = gx.get_context(mode="ephemeral")
+        self.context.variables.progress_bars = ProgressBarsConfig(globally=False)
+        site = {
+            "class_name": "SiteBuilder",
+            "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
+            "store_backend": {"class_name": "TupleFilesystemStoreBackend", "base_directory": docs_dir},
+        }
+        self.context.add_data_docs_site(site_name="run", site_config=cast(Any, site))
+        self._source = self.context.data_sources.add_spark(name="spark")
+
+    def run(
+        self, name: str, expectations: Sequence[Any], frame: DataFrame, result_format: dict
+    ) -> tuple[Any, Any]:
+        """Validate `frame` against a new suite; returns the suite and the result."""
+        gx = self._gx
+        suite = self.context.suites.add(gx.ExpectationSuite(name=name, expectations=list(expectations)))
+        batch = self._source.add_dataframe_asset(name=name).add_batch_definition_whole_dataframe(name)
+        definition = self.context.validation_definitions.add(
+            gx.ValidationDefinition(name=name, data=batch, suite=suite)
+        )
+        return suite, definition.run(batch_parameters={"dataframe": frame}, result_format=result_format)
+
+
+def _outcomes(suite: str, result: Any) -> list[ExpectationOutcome]:
+    outcomes = []
+    for item in result.results:
+        config = item.expectation_config
+        details = item.result or {}
+        examples = details.get("partial_unexpected_list") or details.get("details", {}).get("unexpected_rows")
+        outcomes.append(
+            ExpectationOutcome(
+                suite=suite,
+                expectation=config.type,
+                kwargs={k: v for k, v in config.kwargs.items() if k not in ("batch_id", "value_set")},
+                severity=str(getattr(config.severity, "value", config.severity)),
+                success=bool(item.success),
+                unexpected_count=details.get("unexpected_count", details.get("observed_value")),
+                examples=list(examples or [])[:5],
+            )
+        )
+    return outcomes
+
+
+def validate(
+    raw: DataFrame,
+    curated: DataFrame,
+    *,
+    settings: QualitySettings,
+    published_rows: int,
+    docs_dir: str | None = None,
+) -> tuple[QualityResult, str]:
+    """Validate both suites; returns the result and the local folder of the Data Docs site."""
+    import time
+
+    started = time.perf_counter()
+    docs_dir = docs_dir or tempfile.mkdtemp(prefix="data_docs_")
+    validator = _Validator(docs_dir)
+    details = {"result_format": "SUMMARY", "partial_unexpected_count": settings.examples_shown}
+    # The raw suite is small and Data Docs needs its observed values: full results at once.
+    _, raw_result = validator.run(RAW_SUITE, raw_suite_expectations(), raw, details)
+    outcomes = _outcomes(RAW_SUITE, raw_result)
+
+    curated_expectations = curated_suite_expectations(settings, published_rows=published_rows)
+    suite, result = validator.run(
+        CURATED_SUITE, curated_expectations, curated, {"result_format": "BOOLEAN_ONLY"}
+    )
+    curated_outcomes = _outcomes(CURATED_SUITE, result)
+    failed_ids = {item.expectation_config.id for item in result.results if not item.success}
+    if failed_ids:
+        failed = [copy.copy(e) for e in suite.expectations if e.id in failed_ids]
+        _, detailed = validator.run(f"{CURATED_SUITE}__failed", failed, curated, details)
+        by_key = {o.key(): o for o in _outcomes(CURATED_SUITE, detailed)}
+        curated_outcomes = [by_key.get(o.key(), o) for o in curated_outcomes]
+    outcomes += curated_outcomes
+    validator.context.build_data_docs()
+    quality = QualityResult(outcomes, time.perf_counter() - started)
+    for outcome in quality.warnings:
+        logger.warning("Quality warning: %s", outcome.describe())
+    for outcome in quality.critical_failures:
+        logger.error("Quality failure: %s", outcome.describe())
+    logger.info(
+        "Validated %d expectations in %.1f s: %d critical failures, %d warnings",
+        len(outcomes),
+        quality.seconds,
+        len(quality.critical_failures),
+        len(quality.warnings),
+    )
+    return quality, docs_dir

@@ -1,0 +1,111 @@
+"""The data-quality gate: nothing unchecked is published; Data Docs and JSON results."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+from chispa import assert_df_equality
+from pyspark.sql import SparkSession
+
+from retail_pipeline import batch, quality, rules
+from retail_pipeline.config import BatchSettings, QualitySettings
+from retail_pipeline.quality import QualityGateError
+from tests.conftest import BAD_INPUT_CSV, SAMPLE_CSV
+
+pytestmark = pytest.mark.integration
+
+
+def settings(input_path: Path, output: Path) -> BatchSettings:
+    return BatchSettings(str(input_path), str(output), "utf-8", True)
+
+
+@pytest.fixture(scope="module")
+def validated_run(
+    spark: SparkSession, tmp_path_factory: pytest.TempPathFactory, quality_on: QualitySettings
+) -> Path:
+    """The bad-input file plus one line from a country outside the known list (a warning)."""
+    folder = tmp_path_factory.mktemp("validated")
+    atlantis = folder / "atlantis.csv"
+    atlantis.write_text(
+        f"{rules.RAW_HEADER}\n536999,22423,REGENCY CAKESTAND,2,12/2/2010 9:00,12.75,17850,Atlantis\n"
+    )
+    batch.run(spark, settings(folder / "*.csv", folder / "out"), quality=quality_on)
+    (folder / "bad input.csv").write_bytes(BAD_INPUT_CSV.read_bytes())  # a space, on purpose
+    batch.run(spark, settings(folder / "*.csv", folder / "out"), quality=quality_on)
+    return folder / "out"
+
+
+def latest_validation(output: Path) -> dict:
+    report = json.loads((output / "reports" / "run_report.json").read_text())
+    return json.loads((output / report["quality"]["result"]).read_text())
+
+
+def test_a_warning_only_defect_publishes_and_reports_the_warning(validated_run: Path) -> None:
+    report = json.loads((validated_run / "reports" / "run_report.json").read_text())
+    assert report["status"] == "succeeded" and report["published"] == 5
+    assert sum(report["quarantined"].values()) == 15 and report["quarantined"]["truncated_last_line"] == 1
+    assert (validated_run / "quarantine" / "source_name=bad input.csv").is_dir()
+    assert report["quality"]["success"] is True
+    result = latest_validation(validated_run)
+    assert result["critical_failures"] == []
+    country = [e for e in result["expectations"] if e["expectation"] == "expect_column_values_to_be_in_set"]
+    assert len(country) == 1 and not country[0]["success"] and country[0]["severity"] == "warning"
+    assert country[0]["examples"] == ["Atlantis"]
+    assert any("Atlantis" in warning for warning in result["warnings"])
+    # The raw suite sees the malformed lines before quarantine, as a warning.
+    raw_shape = [e for e in result["expectations"] if e["kwargs"].get("column") == "InvoiceNo"]
+    assert raw_shape[0]["success"] is False and raw_shape[0]["severity"] == "warning"
+    pages = "".join(p.read_text() for p in (validated_run / "reports" / "data_docs").rglob("*.html"))
+    assert "Atlantis" in pages
+
+
+def test_data_docs_list_every_expectation_of_both_suites(
+    validated_run: Path, quality_on: QualitySettings
+) -> None:
+    docs = validated_run / "reports" / "data_docs"
+    index = (docs / "index.html").read_text()
+    suites = {
+        quality.RAW_SUITE: quality.raw_suite_expectations(),
+        quality.CURATED_SUITE: quality.curated_suite_expectations(quality_on, published_rows=5),
+    }
+    for name, expectations in suites.items():
+        assert f"expectations/{name}.html" in index
+        assert re.search(rf"validations/{name}/[^\"]+\.html", index)
+        page = re.sub(
+            r"\s+", " ", re.sub(r"<[^>]+>", " ", (docs / "expectations" / f"{name}.html").read_text())
+        )
+        assert f"contains {len(expectations)} total Expectations" in page
+        for expectation in expectations:
+            config = expectation.configuration
+            target = config.kwargs.get("column") or config.kwargs.get("description")
+            if target:
+                assert target in page, f"{config.type} on {target} is missing from {name}.html"
+
+
+def test_a_critical_defect_publishes_nothing(
+    spark: SparkSession, tmp_path: Path, quality_on: QualitySettings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    batch.run(spark, settings(BAD_INPUT_CSV, tmp_path), quality=quality_on)
+    curated_before = spark.read.parquet(str(tmp_path / "curated")).localCheckpoint()
+    report_before = (tmp_path / "reports" / "run_report.json").read_text()
+
+    # The injected defect: transforms that let cancellations (negative quantities) through.
+    broken = tuple(r for r in rules.FILTER_RULES if r.name not in ("cancellation", "non_positive_quantity"))
+    monkeypatch.setattr(rules, "FILTER_RULES", broken)
+    with pytest.raises(QualityGateError) as failure:
+        batch.run(spark, settings(SAMPLE_CSV, tmp_path), quality=quality_on, run_id="run-with-defect")
+
+    message = str(failure.value)
+    assert "expect_column_values_to_not_match_regex(invoice_no)" in message
+    assert "C536379" in message  # an offending value is named
+    assert_df_equality(spark.read.parquet(str(tmp_path / "curated")), curated_before, ignore_row_order=True)
+    assert (tmp_path / "reports" / "run_report.json").read_text() == report_before
+    failed_report = json.loads((tmp_path / "reports" / "runs" / "run-with-defect.json").read_text())
+    assert failed_report["status"] == "failed_quality_gate" and failed_report["published"] == 0
+    result = json.loads((tmp_path / "reports" / "validation" / "run-with-defect.json").read_text())
+    assert result["success"] is False
+    assert any("quantity" in failure for failure in result["critical_failures"])
+    assert not (tmp_path / "_staging").exists()
