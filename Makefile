@@ -7,13 +7,14 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 SCALE ?= 1
 SCALES ?= 1 10
+WAREHOUSE ?= duckdb:///data/output/warehouse.duckdb
 
 export SPARK_LOCAL_IP ?= 127.0.0.1
 # Spark's Python workers must use the venv's interpreter, not whatever is first on PATH.
 export PYSPARK_PYTHON := $(abspath $(PY))
 export PYSPARK_DRIVER_PYTHON := $(abspath $(PY))
 
-.PHONY: help java install run test data bench lint format package clean
+.PHONY: help java install run load test data bench lint format package clean
 
 help: ## Show the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-10s %s\n", $$1, $$2}'
@@ -29,8 +30,12 @@ $(VENV)/.installed: setup.py
 
 install: $(VENV)/.installed ## Create .venv and install the package with its tools
 
-run: java install ## Run the batch job on the committed sample; output in data/output
+run: java install ## Run the batch job on the committed sample, then load the DuckDB warehouse
 	$(PY) -m retail_pipeline batch
+	$(PY) -m retail_pipeline load --warehouse $(WAREHOUSE)
+
+load: install ## Load the last batch run into WAREHOUSE (default: data/output/warehouse.duckdb)
+	$(PY) -m retail_pipeline load --warehouse $(WAREHOUSE)
 
 test: java install ## Run the tests (unit and integration)
 	$(PY) -m pytest

@@ -14,6 +14,11 @@ SPARK = [
     "pandas==2.2.3",
     "pyarrow==18.1.0",
 ]
+# The batch job's data-quality gate (its spark extra admits pyspark < 4.2).
+QUALITY = ["great-expectations==1.24.1"]
+# The warehouse load (no Spark): DuckDB embedded, PostgreSQL via psycopg 3, Parquet via pyarrow.
+WAREHOUSE = ["duckdb==2.0.1", "psycopg[binary]==3.3.9", "pyarrow==18.1.0"]
+REDSHIFT = ["redshift-connector==2.2.0"]
 CORE = ["PyYAML>=6.0,<7"]
 DEV = [
     "pytest==9.2.0",
@@ -35,9 +40,12 @@ setup(
     packages=find_packages("lib"),
     install_requires=CORE,
     extras_require={
-        # On EMR and Glue, Spark is provided by the platform: install without this extra.
+        # On EMR and Glue, Spark is provided by the platform: install "batch" there.
         "spark": SPARK,
-        "dev": SPARK + DEV,
+        "batch": QUALITY,
+        "warehouse": WAREHOUSE,
+        "redshift": WAREHOUSE + REDSHIFT,
+        "dev": SPARK + QUALITY + WAREHOUSE + DEV,
     },
     entry_points={"console_scripts": ["retail-pipeline=retail_pipeline.cli:main"]},
 )

@@ -13,10 +13,7 @@ import sys
 import time
 
 from retail_pipeline.config import ConfigError, load_config
-from retail_pipeline.inputs import InputError
 from retail_pipeline.logs import configure_logging, set_run_id
-from retail_pipeline.quality import QualityGateError
-from retail_pipeline.report import AccountingError
 
 logger = logging.getLogger(__name__)
 
@@ -34,8 +31,9 @@ def build_parser() -> argparse.ArgumentParser:
     batch.add_argument("--output", help="output folder (default: the config's batch.output)")
     batch.add_argument("--run-id", help="id of this run (default: time-stamp and random suffix)")
 
-    # Parsed by retail_pipeline.synthetic itself (see `generate --help`).
+    # Parsed by their own modules (see `generate --help`, `load --help`).
     commands.add_parser("generate", help="write a synthetic input of N x 541,909 rows", add_help=False)
+    commands.add_parser("load", help="load a batch run into the warehouse (star schema)", add_help=False)
     return parser
 
 
@@ -70,10 +68,19 @@ def main(argv: list[str] | None = None) -> int:
         from retail_pipeline import synthetic
 
         return synthetic.main(argv[1:])
+    if argv[:1] == ["load"]:
+        from retail_pipeline import warehouse  # no Spark: pyarrow and the database's driver
+
+        return warehouse.main(argv[1:])
     parser = build_parser()
     args, unknown = parser.parse_known_args(argv)
     if unknown:
         logger.info("Ignoring arguments this job does not use: %s", " ".join(unknown))
+    # Imported here: they bring Spark, which `generate` and `load` do without.
+    from retail_pipeline.inputs import InputError
+    from retail_pipeline.quality import QualityGateError
+    from retail_pipeline.report import AccountingError
+
     try:
         if args.command == "batch":
             return run_batch(args)

@@ -1,0 +1,170 @@
+"""The warehouse's star schema, defined once; `dialects` renders it for each database.
+
+    fact_sales     one row per published invoice line (invoice_no, line_no)
+    dim_product    stock_code -> its most frequent description
+    dim_customer   customer_id -> country of the last purchase, first/last purchase, orders, revenue
+    dim_date       one row per calendar day of every year the sales touch (a contiguous calendar)
+    sales_daily    the mart: date x country -> orders, lines, units, revenue
+
+Types are written in the SQL that Redshift, PostgreSQL and DuckDB all accept (VARCHAR(n),
+INTEGER, DECIMAL(p,s), TIMESTAMP, ...). Money is DECIMAL, never floating point: unit_price and
+revenue keep the curated data's exact DECIMAL(12,4) and DECIMAL(23,4); sums are DECIMAL(38,4).
+
+VARCHAR lengths are bytes (Redshift counts bytes; the loader checks bytes on every database so
+one batch loads everywhere or nowhere). The real data set's longest values are 7 (invoice_no),
+12 (stock_code), 35 (description), 7 (customer_id, 'Unknown') and 20 (country) bytes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Column:
+    name: str
+    type: str  # portable SQL type
+    nullable: bool = True
+    max_bytes: int | None = None  # VARCHAR columns: the longest value the column holds
+
+    @property
+    def is_text(self) -> bool:
+        return self.max_bytes is not None
+
+
+def varchar(name: str, max_bytes: int, *, nullable: bool = False) -> Column:
+    return Column(name, f"VARCHAR({max_bytes})", nullable=nullable, max_bytes=max_bytes)
+
+
+def column(name: str, sql_type: str, *, nullable: bool = False) -> Column:
+    return Column(name, sql_type, nullable=nullable)
+
+
+@dataclass(frozen=True)
+class Table:
+    name: str
+    columns: tuple[Column, ...]
+    primary_key: tuple[str, ...] = ()
+    # Redshift placement: the distribution key (None: a copy on every node, DISTSTYLE ALL, for
+    # small tables) and the sort key (also indexed on PostgreSQL).
+    distkey: str | None = None
+    sortkey: tuple[str, ...] = ()
+
+    @property
+    def column_names(self) -> tuple[str, ...]:
+        return tuple(c.name for c in self.columns)
+
+    def column(self, name: str) -> Column:
+        (found,) = [c for c in self.columns if c.name == name]
+        return found
+
+
+INVOICE_NO = varchar("invoice_no", 20)
+STOCK_CODE = varchar("stock_code", 32)
+DESCRIPTION = varchar("description", 256, nullable=True)
+CUSTOMER_ID = varchar("customer_id", 20)
+COUNTRY = varchar("country", 64)
+UNIT_PRICE = column("unit_price", "DECIMAL(12,4)")
+REVENUE = column("revenue", "DECIMAL(23,4)")
+MONEY_TOTAL = "DECIMAL(38,4)"
+
+# The curated Parquet columns, in the files' order: Redshift's COPY of Parquet fills a table's
+# columns by position, so this staging table must match the files column for column.
+STAGE_LINES = Table(
+    "stage_lines",
+    (
+        INVOICE_NO,
+        STOCK_CODE,
+        DESCRIPTION,
+        column("quantity", "INTEGER"),
+        UNIT_PRICE,
+        REVENUE,
+        column("invoice_ts", "TIMESTAMP"),
+        CUSTOMER_ID,
+        COUNTRY,
+    ),
+    distkey="invoice_no",
+)
+
+FACT_SALES = Table(
+    "fact_sales",
+    (
+        INVOICE_NO,
+        # The line's ordinal within its invoice, by a stable order over all of the line's
+        # columns: the data set repeats (invoice_no, stock_code) within invoices.
+        column("line_no", "INTEGER"),
+        STOCK_CODE,
+        DESCRIPTION,  # as recorded on the line; dim_product holds the canonical one
+        CUSTOMER_ID,
+        COUNTRY,
+        column("invoice_ts", "TIMESTAMP"),
+        column("date_key", "INTEGER"),  # yyyymmdd, joins dim_date
+        column("quantity", "INTEGER"),
+        UNIT_PRICE,
+        REVENUE,
+        varchar("batch_id", 64),  # the run (or stream batch) that loaded the line
+    ),
+    primary_key=("invoice_no", "line_no"),
+    # Even spread (customer_id would not be: a quarter of the lines are 'Unknown'), and an
+    # invoice's lines together, where the load replaces them.
+    distkey="invoice_no",
+    sortkey=("date_key",),
+)
+
+DIM_PRODUCT = Table(
+    "dim_product",
+    (STOCK_CODE, DESCRIPTION),
+    primary_key=("stock_code",),
+    sortkey=("stock_code",),
+)
+
+DIM_CUSTOMER = Table(
+    "dim_customer",
+    (
+        CUSTOMER_ID,
+        COUNTRY,  # of the customer's most recent purchase
+        column("first_purchase_ts", "TIMESTAMP"),
+        column("last_purchase_ts", "TIMESTAMP"),
+        column("orders", "INTEGER"),
+        column("revenue", MONEY_TOTAL),
+    ),
+    primary_key=("customer_id",),
+    sortkey=("customer_id",),
+)
+
+DIM_DATE = Table(
+    "dim_date",
+    (
+        column("date_key", "INTEGER"),
+        column("calendar_date", "DATE"),
+        column("year", "SMALLINT"),
+        column("quarter", "SMALLINT"),
+        column("month", "SMALLINT"),
+        varchar("month_name", 9),
+        varchar("year_month", 7),  # 2010-12
+        column("day_of_month", "SMALLINT"),
+        column("day_of_week", "SMALLINT"),  # ISO: 1 = Monday
+        varchar("day_name", 9),
+        column("iso_week", "SMALLINT"),
+        column("is_weekend", "BOOLEAN"),
+    ),
+    primary_key=("date_key",),
+    sortkey=("date_key",),
+)
+
+SALES_DAILY = Table(
+    "sales_daily",
+    (
+        column("date_key", "INTEGER"),
+        COUNTRY,
+        column("orders", "INTEGER"),
+        column("lines", "INTEGER"),
+        column("units", "BIGINT"),
+        column("revenue", MONEY_TOTAL),
+    ),
+    primary_key=("date_key", "country"),
+    sortkey=("date_key",),
+)
+
+# Creation order; the load refreshes them in this order too.
+TABLES: tuple[Table, ...] = (FACT_SALES, DIM_PRODUCT, DIM_CUSTOMER, DIM_DATE, SALES_DAILY)

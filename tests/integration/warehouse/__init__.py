@@ -1,0 +1,1 @@
+"""Warehouse load tests on real PostgreSQL and DuckDB, fed by real batch runs."""
