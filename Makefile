@@ -14,7 +14,7 @@ export SPARK_LOCAL_IP ?= 127.0.0.1
 export PYSPARK_PYTHON := $(abspath $(PY))
 export PYSPARK_DRIVER_PYTHON := $(abspath $(PY))
 
-.PHONY: help java install run load test data bench lint format package clean
+.PHONY: help java install run load stream-demo test data bench lint format package clean
 
 help: ## Show the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-10s %s\n", $$1, $$2}'
@@ -37,6 +37,9 @@ run: java install ## Run the batch job on the committed sample, then load the Du
 load: install ## Load the last batch run into WAREHOUSE (default: data/output/warehouse.duckdb)
 	$(PY) -m retail_pipeline load --warehouse $(WAREHOUSE)
 
+stream-demo: install ## Streaming path end to end on the sample (moto: API, Kinesis, consumer, queries)
+	$(PY) scripts/stream_demo.py
+
 test: java install ## Run the tests (unit and integration)
 	$(PY) -m pytest
 
@@ -47,13 +50,13 @@ bench: java install ## Time the batch job on synthetic inputs of each of SCALES
 	$(PY) benchmarks/run.py --scales $(SCALES)
 
 lint: install ## ruff (lint and format check) and mypy
-	$(VENV)/bin/ruff check lib jobs tests benchmarks
-	$(VENV)/bin/ruff format --check lib jobs tests benchmarks
+	$(VENV)/bin/ruff check lib jobs tests benchmarks scripts
+	$(VENV)/bin/ruff format --check lib jobs tests benchmarks scripts
 	$(VENV)/bin/mypy lib
 
 format: install ## Format the code with ruff
-	$(VENV)/bin/ruff format lib jobs tests benchmarks
-	$(VENV)/bin/ruff check --fix lib jobs tests benchmarks
+	$(VENV)/bin/ruff format lib jobs tests benchmarks scripts
+	$(VENV)/bin/ruff check --fix lib jobs tests benchmarks scripts
 
 package: install ## Build the wheel and the --py-files zip into dist/
 	rm -rf dist build

@@ -19,6 +19,16 @@ QUALITY = ["great-expectations==1.24.1"]
 # The warehouse load (no Spark): DuckDB embedded, PostgreSQL via psycopg 3, Parquet via pyarrow.
 WAREHOUSE = ["duckdb==2.0.1", "psycopg[binary]==3.3.9", "pyarrow==18.1.0"]
 REDSHIFT = ["redshift-connector==2.2.0"]
+# The streaming Lambdas (no Spark): handlers, Cognito token checks, Parquet to S3.
+STREAM = [
+    "boto3==1.44.8",
+    "aws-lambda-powertools==3.37.0",
+    "PyJWT[crypto]==2.15.1",
+    "cryptography==50.0.2",
+    "pyarrow==18.1.0",
+]
+# moto's server mode: the local AWS endpoint of `make stream-demo` and the stream tests.
+STREAM_LOCAL = ["moto[server]==5.2.5"]
 CORE = ["PyYAML>=6.0,<7"]
 DEV = [
     "pytest==9.2.0",
@@ -45,7 +55,9 @@ setup(
         "batch": QUALITY,
         "warehouse": WAREHOUSE,
         "redshift": WAREHOUSE + REDSHIFT,
-        "dev": SPARK + QUALITY + WAREHOUSE + DEV,
+        "stream": STREAM,
+        "stream-local": STREAM + STREAM_LOCAL,
+        "dev": SPARK + QUALITY + WAREHOUSE + STREAM + STREAM_LOCAL + DEV,
     },
     entry_points={"console_scripts": ["retail-pipeline=retail_pipeline.cli:main"]},
 )

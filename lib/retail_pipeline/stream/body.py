@@ -1,0 +1,144 @@
+"""Request bodies of `POST /transactions` -> raw records (keyed by `rules.RAW_COLUMNS`).
+
+A body is JSON (one record or a list of them) or CSV text with the data set's header. A line or
+element that cannot become a record is named with a reason, as the batch job names it:
+- CSV lines: the batch job's line reasons (`rules.LINE_REASONS`: empty_line, unclosed_quote,
+  wrong_field_count). `truncated_last_line` does not apply: an HTTP body arrives whole.
+- JSON elements: `not_a_record` (not an object of strings, numbers or nulls).
+Field reasons come later, from `rules.parse_record`. A body that cannot be read at all raises
+BodyError (HTTP 400); an unsupported media type raises UnsupportedMediaType (HTTP 415).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import re
+from dataclasses import dataclass
+from typing import Literal
+
+from retail_pipeline import rules
+
+RawRecord = dict[str, str | None]
+
+UTF8_BOM = "\ufeff"
+NOT_A_RECORD = "not_a_record"
+# The line breaks Hadoop's line reader splits on (str.splitlines would also split on \x0b,
+# \x1c, \u2028 and others, and so disagree with the batch job).
+_LINE_BREAK = re.compile(r"\r\n|\r|\n")
+_JSON_TYPES = ("application/json",)
+_CSV_TYPES = ("text/csv", "application/csv")
+_SNIFFED_TYPES = ("", "text/plain", "application/octet-stream")
+
+
+def _line_reason(name: str) -> str:
+    """A line reason as rules.LINE_REASONS names it; fails at import if the two drift apart."""
+    if name not in {reason.name for reason in rules.LINE_REASONS}:
+        raise RuntimeError(f"rules.LINE_REASONS has no reason {name!r}")
+    return name
+
+
+EMPTY_LINE = _line_reason("empty_line")
+UNCLOSED_QUOTE = _line_reason("unclosed_quote")
+WRONG_FIELD_COUNT = _line_reason("wrong_field_count")
+
+
+class BodyError(ValueError):
+    """The body cannot be read as records; the message is safe to return to the caller."""
+
+
+class UnsupportedMediaTypeError(ValueError):
+    """The Content-Type is neither JSON nor CSV."""
+
+
+@dataclass(frozen=True)
+class BodyRecord:
+    """One record of a body, or why its line/element is no record.
+
+    `position` is what a caller can find it by: the line number in a CSV body (the header is
+    line 1), the 0-based index in a JSON list.
+    """
+
+    position: int
+    record: RawRecord | None
+    reason: str | None = None
+
+
+def body_kind(content_type: str | None, text: str) -> Literal["json", "csv"]:
+    media_type = (content_type or "").split(";", 1)[0].strip().lower()
+    if media_type in _JSON_TYPES or media_type.endswith("+json"):
+        return "json"
+    if media_type in _CSV_TYPES:
+        return "csv"
+    if media_type in _SNIFFED_TYPES:
+        return "json" if text.lstrip(UTF8_BOM + " \t\r\n")[:1] in ("[", "{") else "csv"
+    raise UnsupportedMediaTypeError(media_type)
+
+
+def parse_body(text: str, content_type: str | None) -> tuple[Literal["json", "csv"], list[BodyRecord]]:
+    """The body's kind and records, in order; BodyError if it holds none or cannot be read."""
+    kind = body_kind(content_type, text)
+    records = parse_json(text) if kind == "json" else parse_csv(text)
+    if not records:
+        raise BodyError("the body holds no records")
+    return kind, records
+
+
+def parse_json(text: str) -> list[BodyRecord]:
+    try:
+        # Numbers stay as their literal text, so "2.550" and 2.550 are checked alike and a
+        # float never rounds a price; NaN/Infinity become text the field checks reject.
+        document = json.loads(text, parse_float=str, parse_int=str, parse_constant=str)
+    except ValueError as error:
+        raise BodyError("the body is not valid JSON") from error
+    if isinstance(document, dict):
+        document = [document]
+    if not isinstance(document, list):
+        raise BodyError("a JSON body must be an object or a list of objects")
+    return [_json_record(index, element) for index, element in enumerate(document)]
+
+
+def _json_record(index: int, element: object) -> BodyRecord:
+    if not isinstance(element, dict):
+        return BodyRecord(index, None, NOT_A_RECORD)
+    record: RawRecord = {}
+    for name in rules.RAW_COLUMNS:
+        value = element.get(name)
+        if value is not None and not isinstance(value, str):
+            return BodyRecord(index, None, NOT_A_RECORD)
+        record[name] = value
+    return BodyRecord(index, record)
+
+
+def parse_csv(text: str) -> list[BodyRecord]:
+    """CSV text whose first line is the data set's header, one record per following line."""
+    lines = _LINE_BREAK.split(text.removeprefix(UTF8_BOM))
+    if lines and lines[-1] == "":
+        lines.pop()  # the break that ends the last line starts no new line
+    if not lines:
+        raise BodyError("the CSV body is empty")
+    header = lines[0]
+    columns = tuple(field.strip() for field in next(csv.reader([header]), []))
+    if columns != rules.RAW_COLUMNS:
+        raise BodyError(f"the first line of a CSV body must be the header {rules.RAW_HEADER}")
+    return [
+        _csv_record(number, line)
+        for number, line in enumerate(lines[1:], start=2)
+        # As the batch job does, a repeated header line is no data (e.g. concatenated exports).
+        if line != header
+    ]
+
+
+def _csv_record(number: int, line: str) -> BodyRecord:
+    # The same order as the batch job's line checks (transforms.add_quarantine_reason).
+    if line.strip(" ") == "":
+        return BodyRecord(number, None, EMPTY_LINE)
+    if line.count('"') % 2 == 1:
+        return BodyRecord(number, None, UNCLOSED_QUOTE)
+    try:
+        fields = next(csv.reader([line], strict=False))
+    except csv.Error:
+        return BodyRecord(number, None, WRONG_FIELD_COUNT)
+    if len(fields) != len(rules.RAW_COLUMNS):
+        return BodyRecord(number, None, WRONG_FIELD_COUNT)
+    return BodyRecord(number, dict(zip(rules.RAW_COLUMNS, fields, strict=True)))

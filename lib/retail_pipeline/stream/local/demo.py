@@ -1,0 +1,191 @@
+"""`make stream-demo`: the streaming path end to end on this machine, on the committed sample.
+
+moto server (S3, Kinesis, DynamoDB, Cognito) -> resources -> HTTP front (the API) and poller
+(the event source mapping) -> sign up, sign in -> POST the sample as CSV -> wait until the
+consumer has done every record -> query some lines back -> print what ended where, with the
+consumer's rule throughput (one core, no I/O) and the end-to-end records/s.
+
+Settings come from the options, or the environment (STREAM_DEMO_*); the handlers read theirs
+from the environment the resources define, as on AWS.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import contextlib
+import json
+import os
+import threading
+import time
+import urllib.parse
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+from retail_pipeline.stream.local.moto import MotoServer
+from retail_pipeline.stream.local.resources import LOCAL_CREDENTIALS, create_resources, sign_up_and_sign_in
+
+REPO_ROOT = Path(__file__).resolve().parents[4]
+SAMPLE_CSV = REPO_ROOT / "data" / "raw" / "online_retail_first_9999.csv"
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    env = os.environ.get
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--csv", type=Path, default=Path(env("STREAM_DEMO_CSV", str(SAMPLE_CSV))))
+    parser.add_argument("--region", default=env("AWS_REGION", "us-east-1"))
+    parser.add_argument("--name", default=env("STREAM_DEMO_NAME", "retail-demo"), help="resource name prefix")
+    parser.add_argument("--shards", type=int, default=int(env("STREAM_DEMO_SHARDS", "2")))
+    parser.add_argument("--batch-size", type=int, default=int(env("STREAM_DEMO_BATCH_SIZE", "100")))
+    parser.add_argument("--rows-per-post", type=int, default=int(env("STREAM_DEMO_ROWS_PER_POST", "2000")))
+    parser.add_argument("--moto-port", type=int, default=int(env("STREAM_DEMO_MOTO_PORT", "0")))
+    parser.add_argument("--api-port", type=int, default=int(env("STREAM_DEMO_API_PORT", "0")))
+    parser.add_argument("--keep-running", action="store_true", help="serve the API until Ctrl-C")
+    return parser.parse_args(argv)
+
+
+def measure_rule_throughput(csv_path: Path, *, rounds: int = 3) -> tuple[int, float]:
+    """The consumer's decode + rules + typing on every sample record, one core, no I/O:
+    (records, best seconds of `rounds`)."""
+    from aws_lambda_powertools.utilities.data_classes.kinesis_stream_event import KinesisStreamRecord
+
+    from retail_pipeline.stream.body import parse_csv
+    from retail_pipeline.stream.process import read_record
+    from retail_pipeline.stream.records import encode_payload
+
+    rows = [row for row in parse_csv(csv_path.read_text(encoding="utf-8")) if row.record is not None]
+    events = [
+        {
+            "eventID": f"shardId-000000000000:{index}",
+            "kinesis": {
+                "sequenceNumber": str(index),
+                "approximateArrivalTimestamp": 0.0,
+                "data": base64.b64encode(encode_payload(f"bench:{row.position}", row.record or {})).decode(),
+            },
+        }
+        for index, row in enumerate(rows)
+    ]
+    best = float("inf")
+    for _ in range(rounds):
+        started = time.perf_counter()
+        for event in events:
+            read_record(KinesisStreamRecord(event))
+        best = min(best, time.perf_counter() - started)
+    return len(events), best
+
+
+def csv_chunks(csv_path: Path, rows_per_post: int) -> list[str]:
+    """The CSV as bodies of at most `rows_per_post` rows, each with the header."""
+    header, *rows = csv_path.read_text(encoding="utf-8").removeprefix("\ufeff").splitlines()
+    return [
+        "\r\n".join([header, *rows[i : i + rows_per_post]]) + "\r\n"
+        for i in range(0, len(rows), rows_per_post)
+    ]
+
+
+def call(
+    url: str, token: str, *, body: str | None = None, headers: dict[str, str] | None = None
+) -> tuple[int, Any]:
+    request = urllib.request.Request(
+        url,
+        data=body.encode("utf-8") if body is not None else None,
+        headers={"Authorization": f"Bearer {token}", **(headers or {})},
+        method="POST" if body is not None else "GET",
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=120) as response:
+            return response.status, json.loads(response.read() or b"null")
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read() or b"null")
+
+
+def post_sample(api_url: str, token: str, csv_path: Path, rows_per_post: int) -> tuple[int, int]:
+    """POST the CSV in chunks, each with its own Idempotency-Key; (accepted, rejected)."""
+    accepted = rejected = 0
+    for number, body in enumerate(csv_chunks(csv_path, rows_per_post)):
+        status, answer = call(
+            f"{api_url}/transactions",
+            token,
+            body=body,
+            headers={"Content-Type": "text/csv", "Idempotency-Key": f"demo-{number}"},
+        )
+        if status != 202:
+            raise RuntimeError(f"POST /transactions answered {status}: {answer}")
+        accepted, rejected = accepted + answer["accepted"], rejected + answer["rejected"]
+    return accepted, rejected
+
+
+def run_demo(args: argparse.Namespace, moto: MotoServer) -> dict[str, Any]:
+    os.environ.update({"AWS_ACCESS_KEY_ID": LOCAL_CREDENTIALS["aws_access_key_id"]})
+    os.environ.update({"AWS_SECRET_ACCESS_KEY": LOCAL_CREDENTIALS["aws_secret_access_key"]})
+    resources = create_resources(moto.url, region=args.region, name=args.name, shard_count=args.shards)
+    os.environ.update(resources.environment())
+    # Imported after the environment is set, as Lambda imports a handler in a prepared one.
+    from retail_pipeline.stream import ingest, process, query, store
+    from retail_pipeline.stream.local.front import ApiFront
+    from retail_pipeline.stream.local.poller import StreamPoller, s3_on_failure
+    from retail_pipeline.stream.objects import list_objects
+    from retail_pipeline.stream.settings import AuthSettings, ProcessSettings
+
+    token = sign_up_and_sign_in(resources, "demo-user", "Demo-Passw0rd!")
+    routes = {("POST", "/transactions"): ingest.handler, ("GET", "/transactions"): query.handler}
+    settings = ProcessSettings.from_env(os.environ)
+    s3 = resources.client("s3")
+    poller = StreamPoller(
+        resources.client("kinesis"),
+        stream_name=resources.stream_name,
+        invoke=process.handler,
+        batch_size=args.batch_size,
+        on_failure=s3_on_failure(s3, resources.bucket, "streamed/on_failure"),
+    )
+    with ApiFront(routes, AuthSettings.from_env(os.environ), port=args.api_port) as front:
+        started = time.perf_counter()
+        stop = threading.Event()
+        consumer = threading.Thread(target=poller.run, args=(stop,), name="poller", daemon=True)
+        consumer.start()
+        accepted, rejected = post_sample(front.url, token, args.csv, args.rows_per_post)
+        stop.set()
+        consumer.join()
+        poller.drain()  # whatever the background poller had not reached yet
+        elapsed = time.perf_counter() - started
+        dynamodb = resources.client("dynamodb")
+        stored_lines = sum(item["line_count"] for item in store.scan_items(dynamodb, resources.table_name))
+        params = urllib.parse.urlencode({"InvoiceNo": "536365", "StockCode": "85123A"})
+        _, one_item = call(f"{front.url}/transactions?{params}", token)
+        _, one_invoice = call(f"{front.url}/transactions?InvoiceNo=536365", token)
+        summary = {
+            "api": front.url,
+            "posted": accepted + rejected,
+            "accepted": accepted,
+            "rejected_at_ingest": rejected,
+            "stored_lines": stored_lines,
+            "curated_objects": len(list_objects(s3, resources.bucket, settings.curated_prefix)),
+            "dead_letter_objects": len(list_objects(s3, resources.bucket, settings.dead_letter_prefix)),
+            "end_to_end_seconds": round(elapsed, 2),
+            "end_to_end_records_per_second": round((accepted + rejected) / elapsed),
+            "query_536365_85123A": one_item,
+            "query_536365_items": len(one_invoice["items"]) if isinstance(one_invoice, dict) else one_invoice,
+        }
+        if args.keep_running:
+            print(json.dumps(summary, indent=2))
+            print(f"\nServing {front.url}/transactions until Ctrl-C. Token:\n{token}\n", flush=True)
+            with contextlib.suppress(KeyboardInterrupt):
+                threading.Event().wait()
+    return summary
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    # One summary at the end instead of a log line per batch (set it to INFO to see them).
+    os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "WARNING")
+    records, seconds = measure_rule_throughput(args.csv)
+    with MotoServer(args.moto_port) as moto:
+        summary = run_demo(args, moto)
+    summary["rule_throughput_records_per_second_one_core"] = round(records / seconds)
+    print(json.dumps(summary, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

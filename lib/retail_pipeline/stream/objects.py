@@ -1,0 +1,138 @@
+"""The consumer's S3 objects: curated Parquet per batch and month, and dead letters per batch.
+
+Curated objects have exactly the batch job's curated columns and types (the partition columns
+are in the key, as Spark writes them), so the warehouse loader takes streamed and batch files
+alike:
+
+    <curated prefix>/invoice_year=YYYY/invoice_month=M/batch-<shard id>-<sequence number>.parquet
+    <dead-letter prefix>/arrival_date=YYYY-MM-DD/batch-<shard id>-<sequence number>.jsonl
+
+The sequence number in a key is that of the first record the object holds. A batch is retried
+from its first unfinished record, so a retry writes the same keys again (overwriting) and never
+a second copy; keying each object by its own first record, not the batch's, keeps that true
+when Lambda bisects a failing batch that spans several months.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from retail_pipeline import rules
+from retail_pipeline.stream.body import RawRecord
+
+# The curated contract of transforms.CURATED_COLUMNS without the partition columns. Spark reads
+# a timestamp without time zone (isAdjustedToUTC=false) as TIMESTAMP_NTZ.
+CURATED_SCHEMA = pa.schema(
+    [
+        pa.field("invoice_no", pa.string()),
+        pa.field("stock_code", pa.string()),
+        pa.field("description", pa.string()),
+        pa.field("quantity", pa.int32()),
+        pa.field("unit_price", pa.decimal128(12, 4)),
+        pa.field("revenue", pa.decimal128(23, 4)),
+        pa.field("invoice_ts", pa.timestamp("us")),
+        pa.field("customer_id", pa.string()),
+        pa.field("country", pa.string()),
+    ]
+)
+
+
+@dataclass(frozen=True)
+class PublishedLine:
+    sequence_number: str
+    line: rules.InvoiceLine
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    sequence_number: str
+    arrival_timestamp: float
+    event_id: str
+    line_id: str
+    outcome: str
+    reason: str
+    record: RawRecord
+
+
+def curated_table(lines: Sequence[rules.InvoiceLine]) -> pa.Table:
+    columns = {
+        "invoice_no": [line.invoice_no for line in lines],
+        "stock_code": [line.stock_code for line in lines],
+        "description": [line.description for line in lines],
+        "quantity": [line.quantity for line in lines],
+        "unit_price": [line.unit_price for line in lines],
+        "revenue": [line.revenue for line in lines],
+        "invoice_ts": [line.invoice_ts for line in lines],
+        "customer_id": [line.customer_id for line in lines],
+        "country": [line.country for line in lines],
+    }
+    return pa.Table.from_pydict(columns, schema=CURATED_SCHEMA)
+
+
+def write_curated(
+    s3: Any, bucket: str, prefix: str, shard_id: str, published: Sequence[PublishedLine]
+) -> list[str]:
+    """One Parquet object per (year, month) of the batch's published lines; their keys."""
+    months: dict[tuple[int, int], list[PublishedLine]] = {}
+    for item in published:
+        months.setdefault((item.line.invoice_ts.year, item.line.invoice_ts.month), []).append(item)
+    keys = []
+    for (year, month), items in sorted(months.items()):
+        buffer = io.BytesIO()
+        pq.write_table(curated_table([item.line for item in items]), buffer, compression="snappy")
+        object_key = (
+            f"{prefix}/invoice_year={year}/invoice_month={month}/"
+            f"batch-{shard_id}-{items[0].sequence_number}.parquet"
+        )
+        s3.put_object(Bucket=bucket, Key=object_key, Body=buffer.getvalue())
+        keys.append(object_key)
+    return keys
+
+
+def write_dead_letters(
+    s3: Any, bucket: str, prefix: str, shard_id: str, letters: Sequence[DeadLetter]
+) -> str | None:
+    """The batch's rejected records with their reasons, as JSON Lines; the key, if any."""
+    if not letters:
+        return None
+    first = letters[0]
+    arrival_date = datetime.fromtimestamp(first.arrival_timestamp, tz=UTC).date().isoformat()
+    object_key = f"{prefix}/arrival_date={arrival_date}/batch-{shard_id}-{first.sequence_number}.jsonl"
+    body = "".join(
+        json.dumps(
+            {
+                "event_id": letter.event_id,
+                "sequence_number": letter.sequence_number,
+                "line_id": letter.line_id,
+                "outcome": letter.outcome,
+                "reason": letter.reason,
+                "record": letter.record,
+            },
+            ensure_ascii=False,
+        )
+        + "\n"
+        for letter in letters
+    )
+    s3.put_object(Bucket=bucket, Key=object_key, Body=body.encode("utf-8"))
+    return object_key
+
+
+def list_objects(s3: Any, bucket: str, prefix: str, *, suffix: str = "") -> list[str]:
+    """The keys under a prefix (all pages), sorted; e.g. the curated Parquet objects to load."""
+    keys: list[str] = []
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=f"{prefix}/"):
+        keys.extend(entry["Key"] for entry in page.get("Contents", []) if entry["Key"].endswith(suffix))
+    return sorted(keys)
+
+
+def list_curated_objects(s3: Any, bucket: str, prefix: str) -> list[str]:
+    """`s3://bucket/key` of every curated Parquet object the consumer wrote under `prefix`."""
+    return [f"s3://{bucket}/{key}" for key in list_objects(s3, bucket, prefix, suffix=".parquet")]

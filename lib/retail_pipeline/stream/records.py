@@ -1,0 +1,100 @@
+"""Kinesis payloads and the rules applied to one record (plain Python, no I/O).
+
+A payload is the raw record as the client sent it, with a `line_id` that names the line for
+good: `<request id or Idempotency-Key>:<position in the body>`. The consumer re-applies the
+shared rules (`rules.parse_record`, `rules.first_matching_rule`) to the raw fields, so the
+stream holds no second interpretation of them and other producers are checked alike.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any, Final, Literal
+
+from retail_pipeline import rules
+from retail_pipeline.stream.body import RawRecord
+
+PUBLISHED: Final = "published"
+FILTERED: Final = "filtered"
+QUARANTINED: Final = "quarantined"
+# A line id already stored by another Kinesis record: the producer sent the line twice.
+DUPLICATE: Final = "duplicate"
+DUPLICATE_REASON = "duplicate_line_id"
+Outcome = Literal["published", "filtered", "quarantined", "duplicate"]
+
+MAX_LINE_ID_CHARS = 200
+FOUR_PLACES = Decimal("0.0001")
+
+
+class PoisonRecordError(ValueError):
+    """A Kinesis record that is no payload of this pipeline; retrying cannot help."""
+
+
+@dataclass(frozen=True)
+class Classified:
+    """Where one record ends: published (with its line), filtered or quarantined (with a reason)."""
+
+    outcome: Outcome
+    reason: str | None
+    line: rules.InvoiceLine | None
+
+
+def encode_payload(line_id: str, record: RawRecord) -> bytes:
+    document = {"line_id": line_id, "record": {name: record.get(name) for name in rules.RAW_COLUMNS}}
+    return json.dumps(document, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+
+
+def decode_payload(data: bytes) -> tuple[str, RawRecord]:
+    """The line id and raw record of a payload; PoisonRecordError if it is none."""
+    try:
+        document = json.loads(data)
+    except ValueError as error:  # not UTF-8, not JSON
+        raise PoisonRecordError("the record's data is not a JSON document") from error
+    if not isinstance(document, dict):
+        raise PoisonRecordError("the record's data is not a JSON object")
+    line_id = document.get("line_id")
+    if not isinstance(line_id, str) or not 0 < len(line_id) <= MAX_LINE_ID_CHARS:
+        raise PoisonRecordError("the record has no valid line_id")
+    fields = document.get("record")
+    if not isinstance(fields, dict):
+        raise PoisonRecordError("the record has no record object")
+    record: RawRecord = {}
+    for name in rules.RAW_COLUMNS:
+        value = fields.get(name)
+        if value is not None and not isinstance(value, str):
+            raise PoisonRecordError(f"the record's field {name} is not a string")
+        record[name] = value
+    return line_id, record
+
+
+def classify(record: RawRecord) -> Classified:
+    """The shared rules on one raw record: field checks first, then the filter rules."""
+    parsed = rules.parse_record(record)
+    if isinstance(parsed, str):
+        return Classified(QUARANTINED, parsed, None)
+    rule = rules.first_matching_rule(parsed)
+    if rule is not None:
+        return Classified(FILTERED, rule.name, parsed)
+    return Classified(PUBLISHED, None, parsed)
+
+
+def money(value: Decimal) -> str:
+    """A decimal(…,4) amount as exact text ("15.3000"), never in exponent form."""
+    return format(value.quantize(FOUR_PLACES), "f")
+
+
+def line_to_json(line: rules.InvoiceLine) -> dict[str, Any]:
+    """A published line as plain JSON: money as exact decimal text, the time as ISO 8601."""
+    return {
+        "invoice_no": line.invoice_no,
+        "stock_code": line.stock_code,
+        "description": line.description,
+        "quantity": line.quantity,
+        "unit_price": money(line.unit_price),
+        "revenue": money(line.revenue),
+        "invoice_ts": line.invoice_ts.isoformat(),
+        "customer_id": line.customer_id,
+        "country": line.country,
+    }

@@ -1,0 +1,177 @@
+"""The streaming path against a moto server process over HTTP (never in-process patching).
+
+Session-scoped: one moto server, one RSA key pair with a JWKS served on loopback. Per use: a
+`Stack` of fresh resources (stream, table, bucket, user pool) with the handlers behind the
+local HTTP front and a poller standing in for the event source mapping.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, HTTPServer
+from typing import Any
+
+import jwt
+import pytest
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from retail_pipeline.stream import ingest, process, query, store
+from retail_pipeline.stream.local.front import ApiFront
+from retail_pipeline.stream.local.moto import LOOPBACK, MotoServer
+from retail_pipeline.stream.local.poller import StreamPoller
+from retail_pipeline.stream.local.resources import LocalResources, create_resources
+from retail_pipeline.stream.settings import AuthSettings
+
+TEST_ISSUER = "https://cognito-idp.us-east-1.amazonaws.com/us-east-1_TestPool"
+TEST_CLIENT_ID = "test-app-client"
+REGION = "us-east-1"
+
+
+@pytest.fixture(scope="session")
+def moto_server() -> Iterator[MotoServer]:
+    with MotoServer() as server:
+        yield server
+
+
+@dataclass(frozen=True)
+class SigningKeys:
+    private_key: rsa.RSAPrivateKey
+    kid: str
+    stranger: rsa.RSAPrivateKey  # a key the JWKS does not hold
+    jwks_url: str
+
+    def token(self, *, headers: dict[str, Any] | None = None, key: Any = None, **claims: Any) -> str:
+        """An access token of the test pool; keyword arguments replace claims (None drops one)."""
+        now = int(time.time())
+        payload = {
+            "sub": "user-1",
+            "iss": TEST_ISSUER,
+            "client_id": TEST_CLIENT_ID,
+            "token_use": "access",
+            "scope": "aws.cognito.signin.user.admin",
+            "iat": now,
+            "auth_time": now,
+            "exp": now + 3600,
+            "jti": str(uuid.uuid4()),
+            "username": "user-1",
+        }
+        payload.update(claims)
+        payload = {name: value for name, value in payload.items() if value is not None}
+        return jwt.encode(
+            payload, key or self.private_key, algorithm="RS256", headers={"kid": self.kid, **(headers or {})}
+        )
+
+
+@pytest.fixture(scope="session")
+def signing_keys() -> Iterator[SigningKeys]:
+    """An RSA key pair, its public half served as a JWKS on loopback as Cognito serves it."""
+    private_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    kid = "test-key-1"
+    jwk = json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(private_key.public_key()))
+    document = json.dumps({"keys": [{**jwk, "kid": kid, "alg": "RS256", "use": "sig"}]}).encode()
+
+    class Jwks(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200 if self.path == "/jwks.json" else 404)
+            self.send_header("Content-Type", "application/json")
+            self.end_headers()
+            self.wfile.write(document)
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    server = HTTPServer((LOOPBACK, 0), Jwks)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    stranger = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    yield SigningKeys(private_key, kid, stranger, f"http://{LOOPBACK}:{server.server_address[1]}/jwks.json")
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.fixture(scope="session")
+def test_auth(signing_keys: SigningKeys) -> AuthSettings:
+    return AuthSettings(TEST_ISSUER, signing_keys.jwks_url, frozenset({TEST_CLIENT_ID}))
+
+
+@dataclass
+class Stack:
+    resources: LocalResources
+    front: ApiFront
+    poller: StreamPoller
+    token: str
+    process: Callable[[dict[str, Any], Any], Any]
+    clients: dict[str, Any] = field(default_factory=dict)
+
+    def client(self, service: str) -> Any:
+        if service not in self.clients:
+            self.clients[service] = self.resources.client(service)
+        return self.clients[service]
+
+    def request(
+        self, method: str, target: str, *, body: bytes | None = None, headers: dict[str, str] | None = None
+    ) -> tuple[int, Any]:
+        sent = {"Authorization": f"Bearer {self.token}", **(headers or {})}
+        sent = {name: value for name, value in sent.items() if value is not None}
+        request = urllib.request.Request(f"{self.front.url}{target}", data=body, headers=sent, method=method)
+        try:
+            with urllib.request.urlopen(request, timeout=120) as response:
+                return response.status, json.loads(response.read() or b"null")
+        except urllib.error.HTTPError as error:
+            return error.code, json.loads(error.read() or b"null")
+
+    def post(self, text: str, content_type: str = "text/csv", **headers: str) -> tuple[int, Any]:
+        headers = {"Content-Type": content_type, **{k.replace("_", "-"): v for k, v in headers.items()}}
+        return self.request("POST", "/transactions", body=text.encode("utf-8"), headers=headers)
+
+    def get(self, **params: str) -> tuple[int, Any]:
+        return self.request("GET", f"/transactions?{urllib.parse.urlencode(params)}")
+
+    def items(self) -> list[dict[str, Any]]:
+        return list(store.scan_items(self.client("dynamodb"), self.resources.table_name))
+
+
+@pytest.fixture(scope="session")
+def make_stack(
+    moto_server: MotoServer, test_auth: AuthSettings, signing_keys: SigningKeys
+) -> Iterator[Callable[..., Stack]]:
+    """Fresh resources behind a front and a poller; all fronts stop at the session's end."""
+    fronts: list[ApiFront] = []
+
+    def make(*, shards: int = 1, batch_size: int = 100, max_body_bytes: int = 6_000_000) -> Stack:
+        name = f"t{uuid.uuid4().hex[:10]}"
+        resources = create_resources(
+            moto_server.url, region=REGION, name=name, shard_count=shards, max_body_bytes=max_body_bytes
+        )
+        kinesis, dynamodb, s3 = (resources.client(s) for s in ("kinesis", "dynamodb", "s3"))
+        ingest_settings = resources.ingest_settings(test_auth)
+        query_settings = resources.query_settings(test_auth)
+        process_settings = resources.process_settings()
+
+        def invoke_process(event: dict[str, Any], context: Any) -> Any:
+            return process.process_batch(event, process_settings, dynamodb=dynamodb, s3=s3)
+
+        routes = {
+            ("POST", "/transactions"): lambda event, _: ingest.handle(
+                event, ingest_settings, kinesis=kinesis
+            ),
+            ("GET", "/transactions"): lambda event, _: query.handle(event, query_settings, dynamodb=dynamodb),
+        }
+        front = ApiFront(routes, test_auth).start()
+        fronts.append(front)
+        poller = StreamPoller(
+            kinesis, stream_name=resources.stream_name, invoke=invoke_process, batch_size=batch_size
+        )
+        return Stack(resources, front, poller, signing_keys.token(), invoke_process, {"s3": s3})
+
+    yield make
+    for front in fronts:
+        front.stop()

@@ -1,0 +1,177 @@
+"""All 9,999 sample rows through the API, the stream and the consumer, against the batch job."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pyspark.sql import SparkSession
+
+from retail_pipeline import batch
+from retail_pipeline.config import BatchSettings
+from retail_pipeline.stream.objects import list_curated_objects, list_objects
+from tests.conftest import SAMPLE_CSV
+
+pytestmark = pytest.mark.integration
+
+LineTuple = tuple[str, str, str | None, int, Decimal, Decimal, datetime, str, str]
+
+
+def line_tuple(invoice_no: str, stock_code: str, line: dict[str, Any]) -> LineTuple:
+    return (
+        invoice_no,
+        stock_code,
+        line["description"],
+        line["quantity"],
+        Decimal(line["unit_price"]),
+        Decimal(line["revenue"]),
+        datetime.fromisoformat(line["invoice_ts"]),
+        line["customer_id"],
+        line["country"],
+    )
+
+
+COLUMNS = (
+    "invoice_no, stock_code, description, quantity, unit_price, revenue, invoice_ts, customer_id, country"
+)
+
+
+@pytest.fixture(scope="module")
+def batch_output(spark: SparkSession, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    output = tmp_path_factory.mktemp("batch")
+    settings = BatchSettings(
+        input=str(SAMPLE_CSV), output=str(output), encoding="utf-8", quarantine_unterminated_last_line=True
+    )
+    batch.run(spark, settings)
+    return output
+
+
+@pytest.fixture(scope="module")
+def batch_lines(spark: SparkSession, batch_output: Path) -> Counter[LineTuple]:
+    rows = spark.read.parquet(str(batch_output / "curated")).selectExpr(*COLUMNS.split(", ")).collect()
+    return Counter(tuple(row) for row in rows)
+
+
+@pytest.fixture(scope="module")
+def streamed(make_stack: Any) -> tuple[Any, dict[str, Any]]:
+    stack = make_stack(shards=2, batch_size=500)
+    # The file as committed: UTF-8 with a byte-order mark, CRLF line breaks.
+    status, answer = stack.post(SAMPLE_CSV.read_text(encoding="utf-8"), "text/csv")
+    assert status == 202, answer
+    stack.poller.drain()
+    return stack, answer
+
+
+def test_every_sample_row_is_accepted_at_ingest(streamed: tuple[Any, dict[str, Any]]) -> None:
+    _, answer = streamed
+    # Filtered lines (cancellations, ...) are well formed: the consumer counts them.
+    assert answer == {"accepted": 9999, "rejected": 0, "rejections": []}
+
+
+@pytest.fixture(scope="module")
+def expected_by_key(batch_lines: Counter[LineTuple]) -> dict[tuple[str, str], Counter[LineTuple]]:
+    expected: dict[tuple[str, str], Counter[LineTuple]] = {}
+    for line, count in batch_lines.items():
+        expected.setdefault((line[0], line[1]), Counter())[line] += count
+    return expected
+
+
+@pytest.fixture(scope="module")
+def queried(
+    streamed: tuple[Any, dict[str, Any]], expected_by_key: dict[tuple[str, str], Counter[LineTuple]]
+) -> dict[tuple[str, str], tuple[int, Any]]:
+    """GET /transactions?InvoiceNo=..&StockCode=.. for every key the batch job publishes."""
+    stack, _ = streamed
+
+    def get(key: tuple[str, str]) -> tuple[int, Any]:
+        return stack.get(InvoiceNo=key[0], StockCode=key[1])
+
+    keys = sorted(expected_by_key)
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        return dict(zip(keys, pool.map(get, keys), strict=True))
+
+
+def test_dynamodb_holds_exactly_the_lines_the_batch_job_publishes(
+    streamed: tuple[Any, dict[str, Any]],
+    queried: dict[tuple[str, str], tuple[int, Any]],
+    batch_lines: Counter[LineTuple],
+) -> None:
+    stack, _ = streamed
+    stored: Counter[LineTuple] = Counter()
+    for (invoice_no, stock_code), (status, item) in queried.items():
+        assert status == 200, (invoice_no, stock_code, item)
+        stored.update(line_tuple(invoice_no, stock_code, line) for line in item["lines"])
+    pages = (
+        stack.client("dynamodb")
+        .get_paginator("scan")
+        .paginate(TableName=stack.resources.table_name, Select="COUNT")
+    )
+    # Every key the batch publishes is there with exactly its lines, and there is no other key.
+    assert sum(page["Count"] for page in pages) == len(queried) == 9507
+    assert sum(batch_lines.values()) == 9853
+    assert stored == batch_lines
+
+
+def test_every_invoice_and_stock_code_query_returns_all_its_lines(
+    queried: dict[tuple[str, str], tuple[int, Any]],
+    expected_by_key: dict[tuple[str, str], Counter[LineTuple]],
+) -> None:
+    problems = []
+    for key, (status, item) in queried.items():
+        expected = expected_by_key[key]
+        got = Counter(line_tuple(key[0], key[1], line) for line in item["lines"]) if status == 200 else None
+        totals = (sum(expected.values()), sum(line[3] * n for line, n in expected.items()))
+        revenue = sum((line[5] * n for line, n in expected.items()), Decimal(0))
+        if (
+            got != expected
+            or (item["line_count"], item["total_quantity"]) != totals
+            or Decimal(item["total_revenue"]) != revenue
+        ):
+            problems.append((key, status, item))
+    # 304 keys hold several lines; 196 lines repeat another line of the same key exactly.
+    assert sum(1 for lines in expected_by_key.values() if sum(lines.values()) > 1) == 304
+    assert problems == []
+
+
+def test_curated_objects_match_the_batch_output_in_schema_and_rows(
+    streamed: tuple[Any, dict[str, Any]], spark: SparkSession, batch_output: Path, tmp_path: Path
+) -> None:
+    stack, _ = streamed
+    s3, bucket = stack.client("s3"), stack.resources.bucket
+    prefix = stack.resources.process_settings().curated_prefix
+    uris = list_curated_objects(s3, bucket, prefix)
+    assert uris and all(uri.startswith(f"s3://{bucket}/{prefix}/invoice_year=") for uri in uris)
+    for key in list_objects(s3, bucket, prefix):
+        target = tmp_path / key
+        target.parent.mkdir(parents=True, exist_ok=True)
+        s3.download_file(bucket, key, str(target))
+    streamed_df = spark.read.parquet(str(tmp_path / prefix))
+    batch_df = spark.read.parquet(str(batch_output / "curated"))
+    # Same names and types, timestamp_ntz included, and the same partition columns.
+    assert sorted(streamed_df.dtypes) == sorted(batch_df.dtypes)
+    assert dict(streamed_df.dtypes)["invoice_ts"] == "timestamp_ntz"
+    assert streamed_df.exceptAll(batch_df).count() == 0
+    assert batch_df.exceptAll(streamed_df).count() == 0
+
+
+def test_rejects_reach_the_dead_letter_prefix_with_their_reasons(
+    streamed: tuple[Any, dict[str, Any]],
+) -> None:
+    stack, _ = streamed
+    s3, bucket = stack.client("s3"), stack.resources.bucket
+    reasons: Counter[str] = Counter()
+    for key in list_objects(s3, bucket, stack.resources.process_settings().dead_letter_prefix):
+        for text in s3.get_object(Bucket=bucket, Key=key)["Body"].read().decode("utf-8").splitlines():
+            letter = json.loads(text)
+            reasons[f"{letter['outcome']}:{letter['reason']}"] += 1
+    assert reasons == {
+        "filtered:cancellation": 100,
+        "filtered:non_positive_quantity": 30,
+        "filtered:non_positive_price": 16,
+    }

@@ -1,0 +1,118 @@
+"""Request bodies -> raw records, with the batch job's line reasons."""
+
+from __future__ import annotations
+
+import pytest
+
+from retail_pipeline import rules
+from retail_pipeline.stream.body import (
+    BodyError,
+    BodyRecord,
+    UnsupportedMediaTypeError,
+    body_kind,
+    parse_body,
+    parse_csv,
+    parse_json,
+)
+
+HEADER = rules.RAW_HEADER
+GOOD = "536365,85123A,WHITE HANGING HEART T-LIGHT HOLDER,6,12/1/2010 8:26,2.55,17850,United Kingdom"
+GOOD_RECORD = dict(zip(rules.RAW_COLUMNS, GOOD.split(","), strict=True))
+
+
+def test_a_csv_body_as_exported_bom_and_crlf_gives_one_record_per_line() -> None:
+    records = parse_csv(f"\ufeff{HEADER}\r\n{GOOD}\r\n{GOOD}\r\n")
+    assert records == [BodyRecord(2, GOOD_RECORD), BodyRecord(3, GOOD_RECORD)]
+
+
+def test_csv_lines_end_at_the_same_breaks_as_the_batch_jobs_line_reader() -> None:
+    # \r alone ends a line (as Hadoop's reader has it); \x0b or \u2028 do not.
+    odd_description = GOOD.replace("HOLDER", "HOLDER\u2028X")
+    records = parse_csv(f"{HEADER}\n{GOOD}\r{odd_description}")
+    assert [record.position for record in records] == [2, 3]
+    assert records[1].record is not None
+    assert records[1].record["Description"] == "WHITE HANGING HEART T-LIGHT HOLDER\u2028X"
+
+
+@pytest.mark.parametrize(
+    ("line", "reason"),
+    [
+        ("", "empty_line"),
+        ("   ", "empty_line"),
+        ('536365,"85123A,X,6,12/1/2010 8:26,2.55,17850,United Kingdom', "unclosed_quote"),
+        ("536365,85123A,X,6,12/1/2010 8:26,2.55,17850", "wrong_field_count"),
+        (GOOD + ",extra", "wrong_field_count"),
+    ],
+)
+def test_malformed_csv_lines_get_the_batch_jobs_line_reasons(line: str, reason: str) -> None:
+    assert reason in {line_reason.name for line_reason in rules.LINE_REASONS}
+    assert parse_csv(f"{HEADER}\r\n{line}\r\n{GOOD}") == [
+        BodyRecord(2, None, reason),
+        BodyRecord(3, GOOD_RECORD),
+    ]
+
+
+def test_quoted_fields_follow_rfc_4180() -> None:
+    (record,) = parse_csv(f'{HEADER}\r\n536365,21730,"GLASS STAR, 7"" FROSTED",6,12/1/2010 8:26,4.25,,UK')
+    assert record.record is not None
+    assert record.record["Description"] == 'GLASS STAR, 7" FROSTED'
+    assert record.record["CustomerID"] == ""
+
+
+def test_a_repeated_header_line_is_no_data_as_in_the_batch_job() -> None:
+    assert [r.position for r in parse_csv(f"{HEADER}\r\n{GOOD}\r\n{HEADER}\r\n{GOOD}")] == [2, 4]
+
+
+@pytest.mark.parametrize("text", ["", "\r\n", "a,b\r\n" + GOOD, GOOD])
+def test_a_csv_body_without_the_header_is_refused(text: str) -> None:
+    with pytest.raises(BodyError):
+        parse_csv(text)
+
+
+def test_json_numbers_keep_their_literal_text() -> None:
+    (record,) = parse_json('{"InvoiceNo": "536365", "Quantity": 6, "UnitPrice": 2.550, "CustomerID": null}')
+    assert record.record is not None
+    assert (record.record["Quantity"], record.record["UnitPrice"], record.record["CustomerID"]) == (
+        "6",
+        "2.550",
+        None,
+    )
+    assert rules.parse_record({**GOOD_RECORD, "UnitPrice": "1e3"}) == "invalid_unit_price"
+
+
+@pytest.mark.parametrize("element", ['"text"', "[1]", "3", '{"InvoiceNo": true}', '{"Quantity": {"n": 1}}'])
+def test_json_elements_that_are_no_record_are_named(element: str) -> None:
+    assert parse_json(f"[{element}]") == [BodyRecord(0, None, "not_a_record")]
+
+
+@pytest.mark.parametrize("text", ["{", '"a string"', "42", "null"])
+def test_unreadable_json_bodies_are_refused(text: str) -> None:
+    with pytest.raises(BodyError):
+        parse_json(text)
+
+
+@pytest.mark.parametrize(
+    ("content_type", "text", "kind"),
+    [
+        ("application/json; charset=utf-8", "", "json"),
+        ("application/vnd.api+json", "", "json"),
+        ("text/csv", "[", "csv"),
+        (None, "  [{}]", "json"),
+        ("text/plain", HEADER, "csv"),
+    ],
+)
+def test_the_body_kind_comes_from_the_content_type_or_the_first_character(
+    content_type: str | None, text: str, kind: str
+) -> None:
+    assert body_kind(content_type, text) == kind
+
+
+def test_other_media_types_are_unsupported() -> None:
+    with pytest.raises(UnsupportedMediaTypeError):
+        body_kind("application/xml", "<a/>")
+
+
+def test_a_body_without_records_is_refused() -> None:
+    with pytest.raises(BodyError):
+        parse_body(f"{HEADER}\r\n", "text/csv")
+    assert parse_body("[{}]", "application/json")[0] == "json"
