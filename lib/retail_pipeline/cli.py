@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import importlib
 import logging
 import sys
+import threading
 import time
 
 from retail_pipeline.config import ConfigError, load_config
@@ -43,6 +45,9 @@ def run_batch(args: argparse.Namespace) -> int:
     from retail_pipeline.session import get_spark
 
     config = load_config(args.config)
+    if config.quality.enabled:
+        # Great Expectations takes seconds to import: let that overlap the JVM's start.
+        threading.Thread(target=importlib.import_module, args=("great_expectations",), daemon=True).start()
     settings = config.batch
     if args.input:
         settings = dataclasses.replace(settings, input=args.input)

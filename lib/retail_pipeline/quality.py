@@ -40,8 +40,12 @@ class QualityGateError(RuntimeError):
 
     def __init__(self, result: QualityResult) -> None:
         self.result = result
-        failures = "; ".join(outcome.describe() for outcome in result.critical_failures)
-        super().__init__(f"data-quality gate failed, nothing published: {failures}")
+        super().__init__(
+            f"data-quality gate failed, nothing published: {'; '.join(self.describe_failures())}"
+        )
+
+    def describe_failures(self) -> list[str]:
+        return [outcome.describe() for outcome in self.result.critical_failures]
 
 
 @dataclass(frozen=True)
