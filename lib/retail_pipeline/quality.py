@@ -4,10 +4,11 @@ Critical expectations block publishing; warning ones are reported and the run go
 suites are validated on the job's cached DataFrames before anything becomes visible, so the
 data checked is exactly the data published.
 
-Speed: GX on Spark runs about one Spark job per expectation, and one more per column
-expectation to fetch unexpected values. The curated suite is first run with BOOLEAN_ONLY
-results (no unexpected-value queries); only the expectations that failed are run again, in a
-small suite of their own, with SUMMARY results to show offending values.
+Speed: GX on Spark bundles most metrics into a few Spark jobs, but fetching unexpected values
+costs about one more job per column expectation (43 jobs instead of 15 for the curated suite,
+twice the time). So the curated suite runs with BASIC results and no unexpected values
+(counts only); just the expectations that failed run again, in a small suite of their own,
+to show a few offending values.
 """
 
 from __future__ import annotations
@@ -212,15 +213,14 @@ def validate(
     started = time.perf_counter()
     docs_dir = docs_dir or tempfile.mkdtemp(prefix="data_docs_")
     validator = _Validator(docs_dir)
-    details = {"result_format": "SUMMARY", "partial_unexpected_count": settings.examples_shown}
+    details = {"result_format": "BASIC", "partial_unexpected_count": settings.examples_shown}
+    counts_only = {"result_format": "BASIC", "partial_unexpected_count": 0}
     # The raw suite is small and Data Docs needs its observed values: full results at once.
     _, raw_result = validator.run(RAW_SUITE, raw_suite_expectations(), raw, details)
     outcomes = _outcomes(RAW_SUITE, raw_result)
 
     curated_expectations = curated_suite_expectations(settings, published_rows=published_rows)
-    suite, result = validator.run(
-        CURATED_SUITE, curated_expectations, curated, {"result_format": "BOOLEAN_ONLY"}
-    )
+    suite, result = validator.run(CURATED_SUITE, curated_expectations, curated, counts_only)
     curated_outcomes = _outcomes(CURATED_SUITE, result)
     failed_ids = {item.expectation_config.id for item in result.results if not item.success}
     if failed_ids:
