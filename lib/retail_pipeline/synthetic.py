@@ -36,19 +36,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
 
+from retail_pipeline.rules import RAW_COLUMNS
+
 logger = logging.getLogger(__name__)
 
 FULL_ROWS = 541_909
-HEADER = (
-    "InvoiceNo",
-    "StockCode",
-    "Description",
-    "Quantity",
-    "InvoiceDate",
-    "UnitPrice",
-    "CustomerID",
-    "Country",
-)
+HEADER = RAW_COLUMNS
 DEFAULT_SAMPLE_PATH = Path(__file__).resolve().parents[2] / "data" / "raw" / "online_retail_first_9999.csv"
 DEFAULT_OUTPUT_DIR = Path("data") / "synthetic"
 
