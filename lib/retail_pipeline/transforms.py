@@ -133,13 +133,16 @@ def add_quarantine_reason(
     source_key = F.regexp_replace(F.col(SOURCE_FILE), FILE_URI_SLASHES, "$1:/")
     for source_file, last_line in (truncated_last_lines or {}).items():
         truncated = truncated | ((source_key == file_key(source_file)) & (F.col(LINE) == last_line))
-    quote_count = F.length(F.col(LINE)) - F.length(F.translate(F.col(LINE), '"', ""))
+    # replace() rather than translate(), which builds a hash map for every line (a profile of
+    # the job showed translate at 10% of all CPU samples); lines without quotes skip it.
+    has_quotes = F.col(LINE).contains('"')
+    quote_count = F.length(F.col(LINE)) - F.length(F.replace(F.col(LINE), F.lit('"'), F.lit("")))
     line_checks = {
         "empty_line": F.trim(F.col(LINE)) == "",
         "truncated_last_line": truncated,
         # A well-formed line always has an even number of quote characters ("" included);
         # the parser alone misses an unclosed quote in the last field.
-        "unclosed_quote": quote_count % 2 == 1,
+        "unclosed_quote": has_quotes & (quote_count % 2 == 1),
         "wrong_field_count": F.col(f"{FIELDS}.{MALFORMED}").isNotNull(),
     }
     # Ordered as rules.LINE_REASONS says (a KeyError here means the two drifted apart).
