@@ -29,6 +29,8 @@ STREAM = [
 ]
 # moto's server mode: the local AWS endpoint of `make stream-demo` and the stream tests.
 STREAM_LOCAL = ["moto[server]==5.2.5"]
+# `make bench`: the reference implementations and the memory sampler.
+BENCH = ["polars==2.1.0", "psutil==7.2.2"]
 CORE = ["PyYAML>=6.0,<7"]
 DEV = [
     "pytest==9.2.0",
@@ -57,7 +59,7 @@ setup(
         "redshift": WAREHOUSE + REDSHIFT,
         "stream": STREAM,
         "stream-local": STREAM + STREAM_LOCAL,
-        "dev": SPARK + QUALITY + WAREHOUSE + STREAM + STREAM_LOCAL + DEV,
+        "dev": SPARK + QUALITY + WAREHOUSE + STREAM + STREAM_LOCAL + BENCH + DEV,
     },
     entry_points={"console_scripts": ["retail-pipeline=retail_pipeline.cli:main"]},
 )

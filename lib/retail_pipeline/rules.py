@@ -59,18 +59,19 @@ class DateFormat:
     spark_pattern: str
 
 
+# Years 1000-9999 only: Spark would read year 0000, Python's datetime would not.
 INVOICE_DATE_FORMATS: tuple[DateFormat, ...] = (
     # The data set's own form, M/d/yyyy H:mm ("12/1/2010 8:26").
     DateFormat(
         "month_day_year",
-        r"^([0-9]{1,2})/([0-9]{1,2})/([0-9]{4}) ([0-9]{1,2}):([0-9]{2})$",
+        r"^([0-9]{1,2})/([0-9]{1,2})/([1-9][0-9]{3}) ([0-9]{1,2}):([0-9]{2})$",
         ("month", "day", "year", "hour", "minute"),
         "M/d/yyyy H:mm",
     ),
     # The spreadsheet export's form, yyyy-MM-dd HH:mm:ss.
     DateFormat(
         "iso",
-        r"^([0-9]{4})-([0-9]{2})-([0-9]{2}) ([0-9]{2}):([0-9]{2}):([0-9]{2})$",
+        r"^([1-9][0-9]{3})-([0-9]{2})-([0-9]{2}) ([0-9]{2}):([0-9]{2}):([0-9]{2})$",
         ("year", "month", "day", "hour", "minute", "second"),
         "yyyy-MM-dd HH:mm:ss",
     ),

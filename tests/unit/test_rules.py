@@ -58,6 +58,7 @@ def test_a_good_record_is_typed() -> None:
         ({"InvoiceDate": "2/30/2011 8:26"}, "invalid_invoice_date"),
         ({"InvoiceDate": "2010-12-01"}, "invalid_invoice_date"),
         ({"InvoiceDate": "12/1/10 8:26"}, "invalid_invoice_date"),
+        ({"InvoiceDate": "1/1/0000 0:00"}, "invalid_invoice_date"),
         ({"Country": ""}, "missing_country"),
         # first failing check wins
         ({"InvoiceNo": "", "Quantity": "x"}, "missing_invoice_no"),

@@ -60,6 +60,7 @@ QUARANTINE_CASES: list[tuple[str, str | None]] = [
     ("536365,85123A,HEART,6,13/45/2010 8:26,2.55,17850,United Kingdom", "invalid_invoice_date"),
     ("536365,85123A,HEART,6,2/29/2011 8:26,2.55,17850,United Kingdom", "invalid_invoice_date"),
     ("536365,85123A,HEART,6,2010-12-01,2.55,17850,United Kingdom", "invalid_invoice_date"),
+    ("536365,85123A,HEART,6,1/1/0000 0:00,2.55,17850,United Kingdom", "invalid_invoice_date"),
     ("536365,85123A,HEART,6,12/1/2010 8:26,2.55,17850,", "missing_country"),
     ("536365,85123A,HEART,6,2010-12-01 08:26:00,2.55,,United Kingdom", None),
 ]

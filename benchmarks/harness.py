@@ -1,0 +1,279 @@
+"""Run the batch job and its reference implementations side by side (issue #7).
+
+Each engine runs in a fresh process (`run_engine`), so its wall time includes start-up (the
+JVM's for Spark) and its memory is its own: a sampler reads the RSS of the process and all its
+descendants every 50 ms (psutil when installed, else /proc) and keeps the peak of their sum.
+`render_table` prints the figures side by side, `check_agreement` says whether every engine
+published the same rows and revenue (exact decimals) for the same input.
+
+    PYTHONPATH=lib python benchmarks/harness.py --engines duckdb pandas polars \\
+        --input data/synthetic/online_retail_scale_1.csv --work data/bench/references
+
+Engines: "spark" is the job itself (`python -m retail_pipeline batch`, config
+configs/local.yaml, its report <work>/spark/reports/run_report.json); "duckdb", "pandas" and
+"polars" are benchmarks/references/. Figures, never assertions: the machine's load average is
+printed beside them because other work skews them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from decimal import Decimal
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+REFERENCE_ENGINES = ("duckdb", "pandas", "polars")
+ENGINES = ("spark", *REFERENCE_ENGINES)
+SAMPLE_SECONDS = 0.05
+
+try:
+    import psutil
+except ImportError:  # /proc is read instead (Linux only)
+    psutil = None
+
+
+@dataclass(frozen=True)
+class Measurement:
+    engine: str
+    input: str
+    scale: str
+    read: int
+    published: int
+    filtered: int
+    quarantined: int
+    revenue: Decimal
+    wall_s: float
+    peak_rss_mib: float  # the sampled peak of the tree's summed RSS (at least the kernel's figure)
+    largest_process_mib: float  # the kernel's ru_maxrss of the biggest single process
+    load_before: tuple[float, float, float]
+    load_after: tuple[float, float, float]
+    output: str
+    report: dict = field(default_factory=dict, repr=False)
+
+    @property
+    def rows_per_s(self) -> float:
+        return self.read / self.wall_s if self.wall_s else 0.0
+
+
+class EngineFailed(RuntimeError):
+    """An engine's process exited non-zero; the message has the end of its log."""
+
+
+def scale_of(input_path: Path) -> str:
+    match = re.search(r"scale_([0-9.]+)\.csv$", input_path.name)
+    return match.group(1) if match else input_path.stem
+
+
+def engine_command(engine: str, input_path: Path, output: Path, python: str) -> list[str]:
+    if engine == "spark":
+        return [python, "-m", "retail_pipeline", "batch", "--input", str(input_path), "--output", str(output)]
+    if engine in REFERENCE_ENGINES:
+        module = f"benchmarks.references.{engine}_reference"
+        result = output / "result.json"
+        return [
+            python,
+            "-m",
+            module,
+            "--input",
+            str(input_path),
+            "--output",
+            str(output),
+            "--result-json",
+            str(result),
+        ]
+    raise ValueError(f"unknown engine {engine!r} (known: {', '.join(ENGINES)})")
+
+
+def engine_env() -> dict[str, str]:
+    paths = [str(REPO_ROOT / "lib"), str(REPO_ROOT), os.environ.get("PYTHONPATH", "")]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in paths if p)}
+    env.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+    env.setdefault("PYSPARK_PYTHON", sys.executable)
+    return env
+
+
+def _tree_rss_psutil(root: int) -> int:
+    try:
+        process = psutil.Process(root)
+        tree = [process, *process.children(recursive=True)]
+    except psutil.Error:
+        return 0
+    total = 0
+    for member in tree:
+        with contextlib.suppress(psutil.Error):  # it ended between the listing and the reading
+            total += member.memory_info().rss
+    return total
+
+
+def _tree_rss_proc(root: int) -> int:
+    parents: dict[int, int] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                stat = Path(f"/proc/{entry}/stat").read_text()
+            except OSError:
+                continue
+            parents[int(entry)] = int(stat.rsplit(")", 1)[1].split()[1])
+    tree, frontier = {root}, [root]
+    while frontier:
+        parent = frontier.pop()
+        children = [pid for pid, ppid in parents.items() if ppid == parent and pid not in tree]
+        tree.update(children)
+        frontier += children
+    page = os.sysconf("SC_PAGE_SIZE")
+    total = 0
+    for pid in tree:
+        with contextlib.suppress(OSError, IndexError, ValueError):
+            total += int(Path(f"/proc/{pid}/statm").read_text().split()[1]) * page
+    return total
+
+
+def tree_rss(root: int) -> int:
+    """Bytes resident in `root` and all its descendants (shared pages counted per process)."""
+    return _tree_rss_psutil(root) if psutil is not None else _tree_rss_proc(root)
+
+
+def run_measured(
+    command: Sequence[str], *, log: Path, interval: float = SAMPLE_SECONDS
+) -> tuple[float, int, int]:
+    """Run `command` (stdout and stderr to `log`): wall seconds, peak tree RSS, largest RSS.
+
+    os.wait4 reaps the child, so the kernel's own peak (ru_maxrss: the biggest single process
+    among it and its descendants) comes for free as a cross-check of the sampled sum."""
+    with log.open("wb") as out:
+        started = time.perf_counter()
+        process = subprocess.Popen(command, cwd=REPO_ROOT, env=engine_env(), stdout=out, stderr=out)
+        peak = 0
+        try:
+            while True:
+                pid, status, usage = os.wait4(process.pid, os.WNOHANG)
+                if pid:
+                    break
+                peak = max(peak, tree_rss(process.pid))
+                time.sleep(interval)
+        except BaseException:  # interrupted: leave no engine running
+            process.kill()
+            process.wait()
+            raise
+        wall = time.perf_counter() - started
+    process.returncode = os.waitstatus_to_exitcode(status)
+    if process.returncode:
+        tail = log.read_text(errors="replace").splitlines()[-15:]
+        raise EngineFailed(f"{' '.join(command[:4])} exited {process.returncode}:\n" + "\n".join(tail))
+    return wall, peak, usage.ru_maxrss * 1024
+
+
+def _counts(engine: str, output: Path) -> tuple[dict, int, int, int, int, Decimal]:
+    """(report, read, published, filtered, quarantined, revenue) from the engine's own report."""
+    if engine == "spark":
+        report = json.loads((output / "reports" / "run_report.json").read_text())
+        quarantined = sum(report["quarantined"].values())
+    else:
+        report = json.loads((output / "result.json").read_text())
+        quarantined = report["quarantined_total"]
+    filtered = sum(report["filtered"].values())
+    revenue = Decimal(report["published_revenue"])
+    return report, report["read"], report["published"], filtered, quarantined, revenue
+
+
+def run_engine(engine: str, input_path: Path, work: Path, *, python: str = sys.executable) -> Measurement:
+    """Run one engine on one input in a fresh process; <work>/<engine>/ is replaced."""
+    output = work / engine
+    shutil.rmtree(output, ignore_errors=True)
+    output.mkdir(parents=True)
+    load_before = os.getloadavg()
+    command = engine_command(engine, input_path.resolve(), output.resolve(), python)
+    wall, peak, largest = run_measured(command, log=work / f"{engine}.log")
+    report, read, published, filtered, quarantined, revenue = _counts(engine, output)
+    return Measurement(
+        engine=engine,
+        input=str(input_path),
+        scale=scale_of(input_path),
+        read=read,
+        published=published,
+        filtered=filtered,
+        quarantined=quarantined,
+        revenue=revenue,
+        wall_s=round(wall, 2),
+        # Sampling can miss a short peak; the kernel's figure is exact for one process.
+        peak_rss_mib=round(max(peak, largest) / 2**20, 1),
+        largest_process_mib=round(largest / 2**20, 1),
+        load_before=load_before,
+        load_after=os.getloadavg(),
+        output=str(output),
+        report=report,
+    )
+
+
+def render_table(measurements: Sequence[Measurement]) -> str:
+    """One line per run; "x duckdb" is the wall time over DuckDB's on the same input."""
+    duckdb_wall = {m.input: m.wall_s for m in measurements if m.engine == "duckdb"}
+    width = max([5, *(len(m.scale) for m in measurements)])
+    header = (
+        f"{'engine':<7} {'scale':>{width}} {'rows read':>11} {'published':>11} {'revenue':>20} "
+        f"{'wall s':>7} {'peak RSS MiB':>12} {'rows/s':>10} {'x duckdb':>8}  "
+        "load 1/5/15 min before -> 1 min after"
+    )
+    lines = [header, "-" * len(header)]
+    for m in measurements:
+        ratio = f"{m.wall_s / duckdb_wall[m.input]:.1f}" if duckdb_wall.get(m.input) else "-"
+        load = "/".join(f"{value:.1f}" for value in m.load_before) + f" -> {m.load_after[0]:.1f}"
+        lines.append(
+            f"{m.engine:<7} {m.scale:>{width}} {m.read:>11,} {m.published:>11,} {m.revenue:>20,} "
+            f"{m.wall_s:>7.1f} {m.peak_rss_mib:>12,.0f} {m.rows_per_s:>10,.0f} {ratio:>8}  {load}"
+        )
+    return "\n".join(lines)
+
+
+def check_agreement(measurements: Sequence[Measurement]) -> list[str]:
+    """Problems (empty: all agree): per input, every engine's published rows and revenue must
+    be the same, exactly; differing `read` counts are reported too."""
+    problems = []
+    for input_path in dict.fromkeys(m.input for m in measurements):
+        runs = [m for m in measurements if m.input == input_path]
+        for name in ("published", "revenue", "read"):
+            values = {m.engine: getattr(m, name) for m in runs}
+            if len(set(values.values())) > 1:
+                shown = ", ".join(f"{engine} {value:,}" for engine, value in values.items())
+                problems.append(f"{input_path}: engines disagree on {name}: {shown}")
+    return problems
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--engines", nargs="+", choices=ENGINES, default=list(REFERENCE_ENGINES))
+    parser.add_argument("--input", nargs="+", type=Path, required=True, help="one or more CSV files")
+    parser.add_argument("--work", type=Path, default=REPO_ROOT / "data" / "bench" / "references")
+    parser.add_argument("--json", type=Path, help="also write the measurements here")
+    args = parser.parse_args(argv)
+    print(f"RSS sampling: {'psutil ' + psutil.__version__ if psutil else '/proc'}, every {SAMPLE_SECONDS} s")
+    measurements = []
+    for input_path in args.input:
+        work = args.work / f"scale_{scale_of(input_path)}"
+        work.mkdir(parents=True, exist_ok=True)
+        for engine in args.engines:
+            measurements.append(run_engine(engine, input_path, work))
+            print(render_table(measurements).splitlines()[-1], flush=True)
+    print("\n" + render_table(measurements))
+    if args.json:
+        rows = [{**m.__dict__, "revenue": str(m.revenue), "report": None} for m in measurements]
+        args.json.write_text(json.dumps(rows, indent=2))
+    problems = check_agreement(measurements)
+    print("\n".join(problems) if problems else "All engines agree on published rows and revenue.")
+    return 1 if problems else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
