@@ -26,6 +26,9 @@ $(VENV)/.installed: setup.py
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info[:2] == (3, 11) else "Python 3.11 is required (found " + sys.version.split()[0] + "); run make PYTHON=python3.11")'
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet -e '.[dev]'
+# Test-only: the S3A jars (hadoop-aws 3.3.1, AWS SDK bundle) for the s3a:// job test. Its
+# metadata pins pyspark 3.3.0, hence --no-deps. EMR (EMRFS) and Glue need none of it.
+	$(PY) -m pip install --quiet --no-deps sagemaker-pyspark==1.4.5
 	@touch $@
 
 install: $(VENV)/.installed ## Create .venv and install the package with its tools
@@ -53,17 +56,14 @@ lint: install ## ruff (lint and format check) and mypy
 	$(VENV)/bin/ruff check lib jobs tests benchmarks scripts
 	$(VENV)/bin/ruff format --check lib jobs tests benchmarks scripts
 	$(VENV)/bin/mypy lib
+	$(VENV)/bin/cfn-lint --include-checks I -- infra/template.yaml
 
 format: install ## Format the code with ruff
 	$(VENV)/bin/ruff format lib jobs tests benchmarks scripts
 	$(VENV)/bin/ruff check --fix lib jobs tests benchmarks scripts
 
-package: install ## Build the wheel and the --py-files zip into dist/
-	rm -rf dist build
-	$(PY) -m pip wheel --quiet --no-deps --wheel-dir dist .
-	find lib -name __pycache__ -type d -prune -exec rm -rf {} +
-	cd lib && ../$(PY) -m zipfile -c ../dist/retail_pipeline.zip retail_pipeline
-	@ls -l dist
+package: install ## dist/: wheel, --py-files zip, Lambda zip, EMR step and Glue job (ARTIFACTS_URI=s3://bucket/prefix)
+	$(PY) -m retail_pipeline.packaging --dist dist $(if $(ARTIFACTS_URI),--artifacts-uri $(ARTIFACTS_URI))
 
 clean: ## Remove outputs, caches and build files (keeps .venv and data/synthetic)
 	rm -rf data/output dist build lib/*.egg-info .pytest_cache .mypy_cache .ruff_cache spark-warehouse metastore_db derby.log

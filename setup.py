@@ -31,6 +31,8 @@ STREAM = [
 STREAM_LOCAL = ["moto[server]==5.2.5"]
 # `make bench`: the reference implementations and the memory sampler.
 BENCH = ["polars==2.1.0", "psutil==7.2.2"]
+# The notebooks (Jupyter over DuckDB): charts and a kernel in the project's environment.
+NOTEBOOKS = ["duckdb==2.0.1", "matplotlib==3.11.2", "ipykernel==7.4.0"]
 CORE = ["PyYAML>=6.0,<7"]
 DEV = [
     "pytest==9.2.0",
@@ -38,6 +40,9 @@ DEV = [
     "ruff==0.17.6",
     "mypy==2.4.1",
     "types-PyYAML",
+    "cfn-lint==1.58.0",  # infra/template.yaml, checked in the tests
+    "nbclient==0.11.0",  # runs the Jupyter notebook in the tests
+    "nbformat==5.11.1",
 ]
 
 setup(
@@ -59,7 +64,8 @@ setup(
         "redshift": WAREHOUSE + REDSHIFT,
         "stream": STREAM,
         "stream-local": STREAM + STREAM_LOCAL,
-        "dev": SPARK + QUALITY + WAREHOUSE + STREAM + STREAM_LOCAL + BENCH + DEV,
+        "notebooks": NOTEBOOKS,
+        "dev": SPARK + QUALITY + WAREHOUSE + STREAM + STREAM_LOCAL + BENCH + NOTEBOOKS + DEV,
     },
     entry_points={"console_scripts": ["retail-pipeline=retail_pipeline.cli:main"]},
 )

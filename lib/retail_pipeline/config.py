@@ -21,6 +21,8 @@ import yaml
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_CONFIG = REPO_ROOT / "configs" / "local.yaml"
+# A config given as an object-store URI is read with boto3 (all three name the same object).
+S3_SCHEMES = ("s3://", "s3a://", "s3n://")
 
 
 class ConfigError(ValueError):
@@ -76,13 +78,38 @@ class PipelineConfig:
 
 
 def load_config(path: str | Path | None = None) -> PipelineConfig:
-    """Read and check a YAML config (default: configs/local.yaml of this checkout)."""
+    """Read and check a YAML config: a local file (default: configs/local.yaml of this
+    checkout) or an S3 object, `s3://bucket/key`, as EMR steps and Glue jobs pass it."""
+    if isinstance(path, str) and path.startswith(S3_SCHEMES):
+        return parse_config(_read_s3_object(path), source=path)
     config_path = Path(path) if path is not None else DEFAULT_CONFIG
     try:
         text = config_path.read_text(encoding="utf-8")
     except OSError as error:
         raise ConfigError(f"cannot read config file {config_path}: {error.strerror}") from error
     return parse_config(text, source=str(config_path))
+
+
+def _read_s3_object(uri: str) -> str:
+    """The text of s3://bucket/key, read with boto3 before any Spark session exists (the
+    session's settings are in the file). Credentials come from the default chain: the
+    instance profile on EMR, the job's role on Glue; AWS_ENDPOINT_URL points at a local S3."""
+    bucket, _, key = uri.partition("://")[2].partition("/")
+    if not bucket or not key:
+        raise ConfigError(f"cannot read config file {uri}: expected s3://bucket/key")
+    try:
+        import boto3
+        from botocore.exceptions import BotoCoreError, ClientError
+    except ImportError:
+        raise ConfigError(f"cannot read config file {uri}: boto3 is not installed") from None
+    try:
+        body = boto3.client("s3").get_object(Bucket=bucket, Key=key)["Body"].read()
+    except (BotoCoreError, ClientError) as error:
+        raise ConfigError(f"cannot read config file {uri}: {error}") from error
+    try:
+        return str(body.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise ConfigError(f"cannot read config file {uri}: not UTF-8 text") from None
 
 
 def parse_config(text: str, *, source: str) -> PipelineConfig:

@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import base64
+import dataclasses
 import io
 import json
 from typing import Any
@@ -170,3 +171,19 @@ def test_rejects_go_to_the_dead_letter_prefix_with_their_reason(
         changes.get("Quantity", "2"),
     )
     assert table.items == {}
+
+
+def test_rejects_go_to_their_own_bucket_when_one_is_set() -> None:
+    class Buckets:
+        def __init__(self) -> None:
+            self.keys: list[tuple[str, str]] = []
+
+        def put_object(self, *, Bucket: str, Key: str, Body: bytes) -> None:
+            self.keys.append((Bucket, Key.partition("/")[0]))
+
+    buckets = Buckets()
+    settings = dataclasses.replace(SETTINGS, dead_letter_bucket="quarantine")
+    published = encode_payload("req:1", record("A"))
+    cancelled = encode_payload("req:2", {**record("B"), "InvoiceNo": "C536379"})
+    process_batch(event([published, cancelled]), settings, dynamodb=Table(), s3=buckets)
+    assert sorted(buckets.keys) == [("lake", "curated"), ("quarantine", "dead_letter")]

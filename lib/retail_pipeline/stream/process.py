@@ -148,4 +148,4 @@ def write_objects(s3: Any, settings: ProcessSettings, handled: list[StreamedReco
         if item.outcome != records.PUBLISHED
     ]
     objects.write_curated(s3, settings.bucket, settings.curated_prefix, shard_id, published)
-    objects.write_dead_letters(s3, settings.bucket, settings.dead_letter_prefix, shard_id, letters)
+    objects.write_dead_letters(s3, settings.rejects_bucket, settings.dead_letter_prefix, shard_id, letters)

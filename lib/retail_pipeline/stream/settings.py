@@ -100,6 +100,12 @@ class ProcessSettings:
     bucket: str
     curated_prefix: str
     dead_letter_prefix: str
+    # Rejects may go to a bucket of their own (AWS: the quarantine bucket); None: `bucket`.
+    dead_letter_bucket: str | None = None
+
+    @property
+    def rejects_bucket(self) -> str:
+        return self.dead_letter_bucket or self.bucket
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> ProcessSettings:
@@ -109,6 +115,7 @@ class ProcessSettings:
             bucket=_required(environ, "CURATED_BUCKET"),
             curated_prefix=_prefix(environ, "CURATED_PREFIX", DEFAULT_CURATED_PREFIX),
             dead_letter_prefix=_prefix(environ, "DEAD_LETTER_PREFIX", DEFAULT_DEAD_LETTER_PREFIX),
+            dead_letter_bucket=environ.get("DEAD_LETTER_BUCKET", "").strip() or None,
         )
 
 

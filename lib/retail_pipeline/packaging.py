@@ -1,0 +1,231 @@
+"""The deployable artifacts, built into dist/ by `python -m retail_pipeline.packaging` (`make package`).
+
+    retail_pipeline-<version>-py3-none-any.whl  the package, for pip and Glue's --additional-python-modules
+    retail_pipeline.zip           the package for `spark-submit --py-files` (EMR) or Glue's --extra-py-files
+    retail_pipeline_lambda.zip    the stream handlers and their dependencies for Lambda (python3.11,
+                                  x86_64); no pyspark
+    jobs/, configs/, emr/         the entry points, the EMR and Glue configs, the EMR bootstrap
+    emr-requirements.txt          third-party pins the EMR bootstrap installs (Spark is EMR's own)
+    emr-add-steps.json            `aws emr add-steps --cli-input-json file://dist/emr-add-steps.json`
+    glue-job.json                 `aws glue create-job --cli-input-json file://dist/glue-job.json`
+    manifest.json                 size and SHA-256 of every file
+
+`aws s3 sync dist/ <artifacts-uri>/` puts them where the two definitions (and infra/template.yaml,
+with ArtifactsPrefix = the URI's key prefix) expect them. The zips are reproducible: sorted
+entries, fixed time-stamps.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import zipfile
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+from retail_pipeline.config import REPO_ROOT, load_config
+from retail_pipeline.glue import additional_python_modules, emr_add_steps, glue_job
+
+WHEEL_GLOB = "retail_pipeline-*-py3-none-any.whl"
+WHEEL_SOURCES = ("setup.py", "README.md", "pyproject.toml")  # with lib/: all setup.py reads
+PY_FILES_ZIP = "retail_pipeline.zip"
+LAMBDA_ZIP = "retail_pipeline_lambda.zip"
+# Lambda's python3.11 runtime runs on Amazon Linux 2 (glibc 2.26): manylinux2014 wheels only.
+LAMBDA_PLATFORM = "manylinux2014_x86_64"
+LAMBDA_PYTHON = "3.11"
+LAMBDA_UNZIPPED_LIMIT = 250 * 1024 * 1024  # the quota for a function's code, layers included
+# Parts of the dependencies no handler loads: C headers, test suites, byte code.
+LAMBDA_PRUNED = ("pyarrow/include", "pyarrow/tests", "pyarrow/src")
+ZIP_TIMESTAMP = (1980, 1, 1, 0, 0, 0)
+PLACEHOLDER_ARTIFACTS = "s3://example-retail-artifacts/retail-pipeline"
+PLACEHOLDER_TEMP_DIR = "s3://example-retail-reports/tmp/glue/"
+DEPLOYED_CONFIGS = ("emr.yaml", "glue.yaml")
+
+
+class PackagingError(RuntimeError):
+    """An artifact could not be built, or is not what it must be."""
+
+
+def build_wheel(source: Path, dist: Path) -> Path:
+    """`pip wheel` of the project at `source`; the wheel's name carries the version. Built from
+    a copy of the sources, so the checkout gets no build/ or egg-info and nothing stale in them
+    can slip into the wheel."""
+    with tempfile.TemporaryDirectory() as scratch:
+        tree, wheels = Path(scratch) / "source", Path(scratch) / "wheels"
+        tree.mkdir()
+        for name in WHEEL_SOURCES:
+            shutil.copy2(source / name, tree / name)
+        ignored = shutil.ignore_patterns("__pycache__", "*.egg-info", "*.pyc")
+        shutil.copytree(source / "lib", tree / "lib", ignore=ignored)
+        pip_wheel = [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps"]
+        _run([*pip_wheel, "--wheel-dir", str(wheels), str(tree)])
+        (wheel,) = wheels.glob(WHEEL_GLOB)
+        return Path(shutil.copy2(wheel, dist / wheel.name))
+
+
+def build_py_files_zip(lib: Path, target: Path) -> Path:
+    """The package's Python sources, as `--py-files` wants them: retail_pipeline/ at the root."""
+    package = lib / "retail_pipeline"
+    files = [path for path in package.rglob("*.py") if "__pycache__" not in path.parts]
+    return write_zip(target, ((path, path.relative_to(lib).as_posix()) for path in files))
+
+
+def build_lambda_zip(wheel: Path, target: Path) -> Path:
+    """The wheel with its `stream` extra installed for Lambda's platform, zipped.
+
+    pip resolves the pins from the wheel's own metadata (setup.py's STREAM list), picking
+    manylinux2014 binaries whatever machine builds it."""
+    with tempfile.TemporaryDirectory() as scratch:
+        root = Path(scratch)
+        _run(
+            [
+                *(sys.executable, "-m", "pip", "install", "--quiet", "--no-compile", "--target", str(root)),
+                *("--platform", LAMBDA_PLATFORM, "--implementation", "cp"),
+                *("--python-version", LAMBDA_PYTHON, "--only-binary=:all:"),
+                f"{wheel}[stream]",
+            ]
+        )
+        if (root / "pyspark").exists():
+            raise PackagingError("pyspark ended up in the Lambda package: check the stream extra")
+        for pruned in LAMBDA_PRUNED:
+            shutil.rmtree(root / pruned, ignore_errors=True)
+        files = sorted(path for path in root.rglob("*") if path.is_file() and "__pycache__" not in path.parts)
+        unzipped = sum(path.stat().st_size for path in files)
+        if unzipped > LAMBDA_UNZIPPED_LIMIT:
+            raise PackagingError(f"the Lambda package is {unzipped:,} bytes unzipped, over Lambda's 250 MB")
+        return write_zip(target, ((path, path.relative_to(root).as_posix()) for path in files))
+
+
+def write_zip(target: Path, entries: Iterable[tuple[Path, str]]) -> Path:
+    """A zip of (file, name) entries, sorted by name with fixed time-stamps: the same inputs
+    give the same bytes. Executable bits are kept (Lambda needs them on binaries)."""
+    with zipfile.ZipFile(target, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=6) as archive:
+        for path, name in sorted(entries, key=lambda entry: entry[1]):
+            info = zipfile.ZipInfo(name, date_time=ZIP_TIMESTAMP)
+            info.compress_type = zipfile.ZIP_DEFLATED
+            info.external_attr = (0o755 if os.access(path, os.X_OK) else 0o644) << 16
+            archive.writestr(info, path.read_bytes())
+    return target
+
+
+def requirements(
+    wheel: Path,
+    extras: Sequence[str],
+    *,
+    core: bool = True,
+    only: Sequence[str] = (),
+    exclude: Sequence[str] = (),
+) -> list[str]:
+    """The wheel's own pins (its Requires-Dist lines): the core ones unless `core` is False and
+    those of the given extras; `only` and `exclude` filter by project name."""
+    with zipfile.ZipFile(wheel) as archive:
+        (metadata,) = [name for name in archive.namelist() if name.endswith(".dist-info/METADATA")]
+        text = archive.read(metadata).decode("utf-8")
+    pins: list[str] = []
+    for line in text.splitlines():
+        if not line.startswith("Requires-Dist:"):
+            continue
+        requirement, _, marker = (part.strip() for part in line.removeprefix("Requires-Dist:").partition(";"))
+        extra = marker.partition("==")[2].strip().strip("'\"") if marker.startswith("extra") else None
+        wanted = extra in extras if extra is not None else core
+        name = re.split(r"[\[=<>!~ ]", requirement, maxsplit=1)[0].lower()
+        if wanted and (not only or name in only) and name not in exclude and requirement not in pins:
+            pins.append(requirement)
+    return pins
+
+
+def emr_requirements(wheel: Path) -> list[str]:
+    """What the EMR bootstrap installs for Python 3.11: the batch job's pins without pyspark
+    (EMR has Spark), and boto3, which reads an s3:// config before Spark starts."""
+    batch = requirements(wheel, ["spark", "batch"], exclude=["pyspark"])
+    return batch + requirements(wheel, ["stream"], core=False, only=["boto3"])
+
+
+def build(dist: Path, *, artifacts_uri: str, source: Path = REPO_ROOT) -> dict[str, dict[str, object]]:
+    """Every artifact into `dist` (emptied first); returns the manifest."""
+    if dist.resolve() in (source.resolve(), *source.resolve().parents):
+        raise PackagingError(f"refusing to empty {dist}: it holds the sources")
+    shutil.rmtree(dist, ignore_errors=True)
+    dist.mkdir(parents=True)
+    wheel = build_wheel(source, dist)
+    version = wheel.name.split("-")[1]
+    build_py_files_zip(source / "lib", dist / PY_FILES_ZIP)
+    build_lambda_zip(wheel, dist / LAMBDA_ZIP)
+    (dist / "jobs").mkdir()
+    for job_script in sorted((source / "jobs").glob("*.py")):
+        shutil.copy2(job_script, dist / "jobs" / job_script.name)
+    (dist / "configs").mkdir()
+    for config in DEPLOYED_CONFIGS:
+        shutil.copy2(source / "configs" / config, dist / "configs" / config)
+    shutil.copytree(source / "infra" / "emr", dist / "emr")
+    (dist / "emr-requirements.txt").write_text("\n".join(emr_requirements(wheel)) + "\n", encoding="utf-8")
+    emr = load_config(source / "configs" / "emr.yaml").batch
+    glue = load_config(source / "configs" / "glue.yaml").batch
+    steps = emr_add_steps(artifacts_uri, input_uri=emr.input, output_uri=emr.output)
+    modules = additional_python_modules(
+        f"{artifacts_uri}/{wheel.name}", requirements(wheel, ["batch"], core=False)
+    )
+    job = glue_job(
+        artifacts_uri,
+        modules,
+        version=version,
+        input_uri=glue.input,
+        output_uri=glue.output,
+        temp_dir=PLACEHOLDER_TEMP_DIR,
+    )
+    _write_json(dist / "emr-add-steps.json", steps)
+    _write_json(dist / "glue-job.json", job)
+    manifest = {
+        path.relative_to(dist).as_posix(): {
+            "bytes": path.stat().st_size,
+            "sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
+        }
+        for path in sorted(dist.rglob("*"))
+        if path.is_file()
+    }
+    _write_json(
+        dist / "manifest.json", {"version": version, "artifacts_uri": artifacts_uri, "files": manifest}
+    )
+    return manifest
+
+
+def _write_json(path: Path, value: object) -> None:
+    path.write_text(json.dumps(value, indent=2) + "\n", encoding="utf-8")
+
+
+def _run(command: list[str]) -> None:
+    result = subprocess.run(command, check=False, capture_output=True, text=True)
+    if result.returncode != 0:
+        raise PackagingError(f"{' '.join(command[:5])} ... failed:\n{result.stderr[-3000:]}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m retail_pipeline.packaging", description=__doc__)
+    parser.add_argument("--dist", default="dist", help="output folder, emptied first (default: dist)")
+    parser.add_argument(
+        "--artifacts-uri",
+        default=os.environ.get("ARTIFACTS_URI") or PLACEHOLDER_ARTIFACTS,
+        help="where dist/ will be uploaded, s3://bucket/prefix (default: $ARTIFACTS_URI, else a placeholder)",
+    )
+    args = parser.parse_args(argv)
+    if not args.artifacts_uri.startswith("s3://"):
+        parser.error("--artifacts-uri must be s3://bucket/prefix")
+    try:
+        manifest = build(Path(args.dist).resolve(), artifacts_uri=args.artifacts_uri.rstrip("/"))
+    except PackagingError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    for name, entry in manifest.items():
+        print(f"{entry['bytes']:>12,}  {args.dist}/{name}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
