@@ -26,21 +26,8 @@ from retail_pipeline import rules
 
 __all__ = ["AccountingError", "InputError", "InputScan", "ReferenceResult", "build_result", "main"]
 
-# The curated output contract (retail_pipeline.transforms, which imports pyspark: restated here
-# so a reference process loads no Spark; tests/unit/test_bench_references.py checks they agree).
-PARTITION_COLUMNS = ("invoice_year", "invoice_month")
-CURATED_COLUMNS = (
-    "invoice_no",
-    "stock_code",
-    "description",
-    "quantity",
-    "unit_price",
-    "revenue",
-    "invoice_ts",
-    "customer_id",
-    "country",
-    *PARTITION_COLUMNS,
-)
+PARTITION_COLUMNS = rules.PARTITION_COLUMNS
+CURATED_COLUMNS = rules.CURATED_COLUMNS
 REJECTED_BY_READER = "rejected_by_reader"
 PARQUET_COMPRESSION: Final = "snappy"  # Spark's default, so file sizes and write costs compare
 

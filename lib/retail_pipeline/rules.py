@@ -34,6 +34,21 @@ RAW_HEADER = ",".join(RAW_COLUMNS)
 
 UNKNOWN_CUSTOMER = "Unknown"
 
+# The curated output contract: its columns, in order; the last two partition it.
+PARTITION_COLUMNS: tuple[str, ...] = ("invoice_year", "invoice_month")
+CURATED_COLUMNS: tuple[str, ...] = (
+    "invoice_no",
+    "stock_code",
+    "description",
+    "quantity",
+    "unit_price",
+    "revenue",
+    "invoice_ts",
+    "customer_id",
+    "country",
+    *PARTITION_COLUMNS,
+)
+
 # Quantity must fit a 32-bit int exactly; "6.0" or "6e2" are not quantities.
 QUANTITY_PATTERN = r"^[+-]?[0-9]{1,9}$"
 # UnitPrice is money: at most 8 integer digits and 4 decimals, so it fits DECIMAL(12,4)

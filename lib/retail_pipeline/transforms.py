@@ -62,19 +62,8 @@ def file_key(uri: str) -> str:
     return re.sub(FILE_URI_SLASHES, r"\1:/", uri)
 
 
-PARTITION_COLUMNS = ("invoice_year", "invoice_month")
-CURATED_COLUMNS = (
-    "invoice_no",
-    "stock_code",
-    "description",
-    "quantity",
-    "unit_price",
-    "revenue",
-    "invoice_ts",
-    "customer_id",
-    "country",
-    *PARTITION_COLUMNS,
-)
+PARTITION_COLUMNS = rules.PARTITION_COLUMNS
+CURATED_COLUMNS = rules.CURATED_COLUMNS
 
 
 def raw_field(name: str) -> Column:

@@ -123,11 +123,3 @@ def test_date_patterns_translate_to_strptime() -> None:
     formats = {f.name: common.strptime_format(f.spark_pattern) for f in rules.INVOICE_DATE_FORMATS}
 
     assert formats == {"month_day_year": "%m/%d/%Y %H:%M", "iso": "%Y-%m-%d %H:%M:%S"}
-
-
-def test_the_curated_columns_are_the_jobs() -> None:
-    pytest.importorskip("pyspark")
-    from retail_pipeline import transforms
-
-    assert common.CURATED_COLUMNS == transforms.CURATED_COLUMNS
-    assert common.PARTITION_COLUMNS == transforms.PARTITION_COLUMNS
