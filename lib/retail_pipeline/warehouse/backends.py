@@ -43,7 +43,22 @@ class Warehouse(Protocol):
     def close(self) -> None: ...
 
 
-class DuckDBWarehouse:
+class DbApiTransactions:
+    """How every backend ends a transaction: its DB-API connection's own calls."""
+
+    _conn: Any
+
+    def commit(self) -> None:
+        self._conn.commit()
+
+    def rollback(self) -> None:
+        self._conn.rollback()
+
+    def close(self) -> None:
+        self._conn.close()
+
+
+class DuckDBWarehouse(DbApiTransactions):
     dialect = DUCKDB
 
     def __init__(self, target: WarehouseTarget) -> None:
@@ -83,17 +98,8 @@ class DuckDBWarehouse:
             source = "curated_files"
         self._conn.execute(f"INSERT INTO stage_lines ({columns}) SELECT {columns} FROM {source}")
 
-    def commit(self) -> None:
-        self._conn.commit()
 
-    def rollback(self) -> None:
-        self._conn.rollback()
-
-    def close(self) -> None:
-        self._conn.close()
-
-
-class PostgresWarehouse:
+class PostgresWarehouse(DbApiTransactions):
     dialect = POSTGRESQL
 
     def __init__(self, target: WarehouseTarget) -> None:
@@ -130,12 +136,3 @@ class PostgresWarehouse:
                         buffer = io.BytesIO()
                         pacsv.write_csv(batch, buffer, options)
                         copy.write(buffer.getvalue())
-
-    def commit(self) -> None:
-        self._conn.commit()
-
-    def rollback(self) -> None:
-        self._conn.rollback()
-
-    def close(self) -> None:
-        self._conn.close()

@@ -11,6 +11,7 @@ import posixpath
 from collections.abc import Sequence
 from typing import Any
 
+from retail_pipeline.warehouse.backends import DbApiTransactions
 from retail_pipeline.warehouse.dialects import REDSHIFT
 from retail_pipeline.warehouse.errors import WarehouseError, WarehouseInputError, first_line
 from retail_pipeline.warehouse.files import DataFile, copy_manifest, join, write_text
@@ -48,7 +49,7 @@ def require_s3(files: Sequence[DataFile]) -> None:
         raise WarehouseInputError(f"Redshift loads from S3 only; {local[0]} is not an s3:// file")
 
 
-class RedshiftWarehouse:
+class RedshiftWarehouse(DbApiTransactions):
     dialect = REDSHIFT
 
     def __init__(self, target: WarehouseTarget, *, manifest_dir: str | None = None) -> None:
@@ -101,12 +102,3 @@ class RedshiftWarehouse:
         url = manifest_url(files, batch_id=batch_id, manifest_dir=self.manifest_dir)
         write_text(url, copy_manifest(files))
         self.execute(copy_statement(url, self.iam_role))
-
-    def commit(self) -> None:
-        self._conn.commit()
-
-    def rollback(self) -> None:
-        self._conn.rollback()
-
-    def close(self) -> None:
-        self._conn.close()
