@@ -15,7 +15,7 @@ import re
 import shutil
 import sys
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from decimal import Decimal
 from pathlib import Path
@@ -90,6 +90,31 @@ def second_group(date_format: rules.DateFormat) -> int | None:
     """The regex group (1-based) holding the seconds, if the format has one. pandas and polars
     roll a leap second ("08:34:60") over to the next minute; Spark and Python reject it."""
     return date_format.groups.index("second") + 1 if "second" in date_format.groups else None
+
+
+@dataclass(frozen=True)
+class OutcomeGroups:
+    """An engine's (outcome, reason, lines, revenue) groups, folded."""
+
+    rows_seen: int
+    published: int
+    published_revenue: Decimal
+    filtered: dict[str, int]
+    quarantined: dict[str, int]
+
+    @classmethod
+    def fold(cls, groups: Iterable[tuple[str, str | None, int, Decimal | None]]) -> OutcomeGroups:
+        rows_seen = published = 0
+        revenue = Decimal(0)
+        by_outcome: dict[str, dict[str, int]] = {"filtered": {}, "quarantined": {}}
+        for outcome, reason, lines, group_revenue in groups:
+            rows_seen += lines
+            if outcome == "published":
+                published, revenue = lines, group_revenue or Decimal(0)
+            else:
+                by_outcome[outcome][str(reason)] = lines
+        revenue = Decimal(revenue).quantize(Decimal("0.0001"))
+        return cls(rows_seen, published, revenue, by_outcome["filtered"], by_outcome["quarantined"])
 
 
 def build_result(

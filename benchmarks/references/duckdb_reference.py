@@ -16,7 +16,6 @@ quarantined as `rejected_by_reader`.
 from __future__ import annotations
 
 import time
-from decimal import Decimal
 from pathlib import Path
 
 import duckdb
@@ -161,24 +160,17 @@ def run(input_path: Path, output: Path) -> common.ReferenceResult:
     connection.close()
     if csv_path != input_path:
         csv_path.unlink()
-    rows_seen = sum(lines for _, _, lines, _ in groups)
-    by_outcome: dict[str, dict[str, int]] = {"filtered": {}, "quarantined": {}}
-    published, revenue = 0, Decimal(0)
-    for outcome, reason, lines, group_revenue in groups:
-        if outcome == "published":
-            published, revenue = lines, group_revenue or Decimal(0)
-        else:
-            by_outcome[outcome][reason] = lines
+    folded = common.OutcomeGroups.fold(groups)
     return common.build_result(
         engine=ENGINE,
         engine_version=duckdb.__version__,
         scan=scan,
         output=curated,
-        rows_seen=rows_seen,
-        published=published,
-        filtered=by_outcome["filtered"],
-        quarantined=by_outcome["quarantined"],
-        published_revenue=Decimal(revenue).quantize(Decimal("0.0001")),
+        rows_seen=folded.rows_seen,
+        published=folded.published,
+        filtered=folded.filtered,
+        quarantined=folded.quarantined,
+        published_revenue=folded.published_revenue,
         durations_s=durations,
     )
 

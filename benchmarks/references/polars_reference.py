@@ -23,7 +23,6 @@ two quotes that are not at the start of a field (`7" X, 5" FRAME`) are kept in t
 from __future__ import annotations
 
 import time
-from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -210,26 +209,18 @@ def run(input_path: Path, output: Path) -> common.ReferenceResult:
     )
     groups, _ = pl.collect_all([counts, sink])
     seconds = round(time.perf_counter() - started, 3)
-    read = published = 0
-    revenue = Decimal(0)
-    by_outcome: dict[str, dict[str, int]] = {"filtered": {}, "quarantined": {}}
-    for outcome, reason, count, group_revenue in groups.iter_rows():
-        read += count
-        if outcome == "published":
-            published, revenue = count, group_revenue or Decimal(0)
-        else:
-            by_outcome[outcome][reason] = count
-    scan = line_scan.InputScan.of_lines(input_path, header_line, read, truncated_last_line)
+    folded = common.OutcomeGroups.fold(groups.iter_rows())
+    scan = line_scan.InputScan.of_lines(input_path, header_line, folded.rows_seen, truncated_last_line)
     return common.build_result(
         engine=ENGINE,
         engine_version=pl.__version__,
         scan=scan,
         output=curated,
-        rows_seen=read,
-        published=published,
-        filtered=by_outcome["filtered"],
-        quarantined=by_outcome["quarantined"],
-        published_revenue=Decimal(revenue).quantize(Decimal("0.0001")),
+        rows_seen=folded.rows_seen,
+        published=folded.published,
+        filtered=folded.filtered,
+        quarantined=folded.quarantined,
+        published_revenue=folded.published_revenue,
         durations_s={"read_classify_write": seconds},
     )
 
