@@ -2,9 +2,12 @@
 
 Each engine runs in a fresh process (`run_engine`), so its wall time includes start-up (the
 JVM's for Spark) and its memory is its own: a sampler reads the RSS of the process and all its
-descendants every 50 ms (psutil when installed, else /proc) and keeps the peak of their sum.
-`render_table` prints the figures side by side, `check_agreement` says whether every engine
-published the same rows and revenue (exact decimals) for the same input.
+descendants every 50 ms (psutil when installed, else /proc) and keeps the peak of their sum,
+and of each part's (process_tree.py): for Spark, the Python driver alone and the JVM alone.
+The Spark job's JVM also logs its collections (jvm_memory.py), for its peak heap after GC.
+`render_table` prints the figures side by side, `render_memory` the Spark runs' memory split,
+`check_agreement` says whether every engine published the same rows and revenue (exact
+decimals) for the same input.
 
     PYTHONPATH=lib python benchmarks/harness.py --engines duckdb pandas polars \\
         --input data/synthetic/online_retail_scale_1.csv --work data/bench/references
@@ -18,7 +21,7 @@ printed beside them because other work skews them.
 from __future__ import annotations
 
 import argparse
-import contextlib
+import dataclasses
 import json
 import os
 import re
@@ -31,15 +34,14 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
 
+from jvm_memory import GcSummary, java_tool_options, jvm_gc_summary
+from process_tree import ENGINE, JVM, PYTHON_WORKERS, TreePeaks, psutil, tree_sample
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 REFERENCE_ENGINES = ("duckdb", "pandas", "polars")
 ENGINES = ("spark", *REFERENCE_ENGINES)
 SAMPLE_SECONDS = 0.05
-
-try:
-    import psutil
-except ImportError:  # /proc is read instead (Linux only)
-    psutil = None
+FLAT_RATIO = 1.5  # memory_verdict's "flat": the bigger input's figure at most this many times the smaller's
 
 
 @dataclass(frozen=True)
@@ -59,10 +61,26 @@ class Measurement:
     load_after: tuple[float, float, float]
     output: str
     report: dict = field(default_factory=dict, repr=False)
+    # The peak summed RSS of each part of the tree (process_tree.process_kind): "engine" (the
+    # engine's own process: the Spark job's Python driver), "jvm", "python_workers", "other".
+    process_peaks_mib: dict[str, float] = field(default_factory=dict)
+    gc: GcSummary | None = None  # the job's JVM's collections (the spark engine only)
 
     @property
     def rows_per_s(self) -> float:
         return self.read / self.wall_s if self.wall_s else 0.0
+
+    @property
+    def python_driver_mib(self) -> float | None:
+        return self.process_peaks_mib.get(ENGINE)
+
+    @property
+    def jvm_rss_mib(self) -> float | None:
+        return self.process_peaks_mib.get(JVM)
+
+    @property
+    def heap_after_gc_mib(self) -> float | None:
+        return self.gc.peak_after_mib if self.gc else None
 
 
 class EngineFailed(RuntimeError):
@@ -102,64 +120,27 @@ def engine_env() -> dict[str, str]:
     return env
 
 
-def _tree_rss_psutil(root: int) -> int:
-    try:
-        process = psutil.Process(root)
-        tree = [process, *process.children(recursive=True)]
-    except psutil.Error:
-        return 0
-    total = 0
-    for member in tree:
-        with contextlib.suppress(psutil.Error):  # it ended between the listing and the reading
-            total += member.memory_info().rss
-    return total
-
-
-def _tree_rss_proc(root: int) -> int:
-    parents: dict[int, int] = {}
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                stat = Path(f"/proc/{entry}/stat").read_text()
-            except OSError:
-                continue
-            parents[int(entry)] = int(stat.rsplit(")", 1)[1].split()[1])
-    tree, frontier = {root}, [root]
-    while frontier:
-        parent = frontier.pop()
-        children = [pid for pid, ppid in parents.items() if ppid == parent and pid not in tree]
-        tree.update(children)
-        frontier += children
-    page = os.sysconf("SC_PAGE_SIZE")
-    total = 0
-    for pid in tree:
-        with contextlib.suppress(OSError, IndexError, ValueError):
-            total += int(Path(f"/proc/{pid}/statm").read_text().split()[1]) * page
-    return total
-
-
-def tree_rss(root: int) -> int:
-    """Bytes resident in `root` and all its descendants (shared pages counted per process)."""
-    return _tree_rss_psutil(root) if psutil is not None else _tree_rss_proc(root)
-
-
 def run_measured(
-    command: Sequence[str], *, log: Path, interval: float = SAMPLE_SECONDS
-) -> tuple[float, int, int]:
-    """Run `command` (stdout and stderr to `log`): wall seconds, peak tree RSS, largest RSS.
+    command: Sequence[str],
+    *,
+    log: Path,
+    interval: float = SAMPLE_SECONDS,
+    env: dict[str, str] | None = None,
+) -> tuple[float, TreePeaks, int]:
+    """Run `command` (stdout and stderr to `log`): wall seconds, sampled peaks, largest RSS.
 
     os.wait4 reaps the child, so the kernel's own peak (ru_maxrss: the biggest single process
     among it and its descendants) comes for free as a cross-check of the sampled sum."""
     with log.open("wb") as out:
         started = time.perf_counter()
-        process = subprocess.Popen(command, cwd=REPO_ROOT, env=engine_env(), stdout=out, stderr=out)
-        peak = 0
+        process = subprocess.Popen(command, cwd=REPO_ROOT, env=env or engine_env(), stdout=out, stderr=out)
+        peaks = TreePeaks()
         try:
             while True:
                 pid, status, usage = os.wait4(process.pid, os.WNOHANG)
                 if pid:
                     break
-                peak = max(peak, tree_rss(process.pid))
+                peaks.add(process.pid, tree_sample(process.pid))
                 time.sleep(interval)
         except BaseException:  # interrupted: leave no engine running
             process.kill()
@@ -170,7 +151,7 @@ def run_measured(
     if process.returncode:
         tail = log.read_text(errors="replace").splitlines()[-15:]
         raise EngineFailed(f"{' '.join(command[:4])} exited {process.returncode}:\n" + "\n".join(tail))
-    return wall, peak, usage.ru_maxrss * 1024
+    return wall, peaks, usage.ru_maxrss * 1024
 
 
 def _counts(engine: str, output: Path) -> tuple[dict, int, int, int, int, Decimal]:
@@ -187,13 +168,19 @@ def _counts(engine: str, output: Path) -> tuple[dict, int, int, int, int, Decima
 
 
 def run_engine(engine: str, input_path: Path, work: Path, *, python: str = sys.executable) -> Measurement:
-    """Run one engine on one input in a fresh process; <work>/<engine>/ is replaced."""
+    """Run one engine on one input in a fresh process; <work>/<engine>/ is replaced.
+
+    For spark, every JVM it starts logs its collections to <work>/spark/gc-<pid>.log (through
+    JAVA_TOOL_OPTIONS, set for that process tree only)."""
     output = work / engine
     shutil.rmtree(output, ignore_errors=True)
     output.mkdir(parents=True)
+    env = engine_env()
+    if engine == "spark":
+        env["JAVA_TOOL_OPTIONS"] = java_tool_options(output, env.get("JAVA_TOOL_OPTIONS"))
     load_before = os.getloadavg()
     command = engine_command(engine, input_path.resolve(), output.resolve(), python)
-    wall, peak, largest = run_measured(command, log=work / f"{engine}.log")
+    wall, peaks, largest = run_measured(command, log=work / f"{engine}.log", env=env)
     report, read, published, filtered, quarantined, revenue = _counts(engine, output)
     return Measurement(
         engine=engine,
@@ -206,12 +193,14 @@ def run_engine(engine: str, input_path: Path, work: Path, *, python: str = sys.e
         revenue=revenue,
         wall_s=round(wall, 2),
         # Sampling can miss a short peak; the kernel's figure is exact for one process.
-        peak_rss_mib=round(max(peak, largest) / 2**20, 1),
+        peak_rss_mib=round(max(peaks.total, largest) / 2**20, 1),
         largest_process_mib=round(largest / 2**20, 1),
         load_before=load_before,
         load_after=os.getloadavg(),
         output=str(output),
         report=report,
+        process_peaks_mib={kind: round(rss / 2**20, 1) for kind, rss in sorted(peaks.by_kind.items())},
+        gc=jvm_gc_summary(output, jvm_pid=peaks.biggest_jvm) if engine == "spark" else None,
     )
 
 
@@ -233,6 +222,101 @@ def render_table(measurements: Sequence[Measurement]) -> str:
             f"{m.wall_s:>7.1f} {m.peak_rss_mib:>12,.0f} {m.rows_per_s:>10,.0f} {ratio:>8}  {load}"
         )
     return "\n".join(lines)
+
+
+MEMORY_COLUMNS = (
+    "engine",
+    "scale",
+    "rows read",
+    "python driver peak RSS MiB",
+    "JVM peak RSS MiB",
+    "JVM peak heap after GC MiB",
+    "heap committed / max MiB",
+    "GC pauses (full)",
+    "python workers MiB",
+)
+
+
+def _mib(value: float | None) -> str:
+    return "-" if value is None else f"{value:,.0f}"
+
+
+def memory_rows(measurements: Sequence[Measurement]) -> list[tuple[str, ...]]:
+    """MEMORY_COLUMNS for each run with a JVM (the spark engine); "-" where not measured."""
+    rows = []
+    for m in measurements:
+        if m.jvm_rss_mib is None and m.gc is None:
+            continue
+        gc = m.gc
+        committed = f"{_mib(gc.peak_committed_mib)} / {_mib(gc.max_capacity_mib)}" if gc else "-"
+        pauses = f"{gc.pauses} ({gc.full_pauses})" if gc else "-"
+        rows.append(
+            (
+                m.engine,
+                m.scale,
+                f"{m.read:,}",
+                _mib(m.python_driver_mib),
+                _mib(m.jvm_rss_mib),
+                _mib(m.heap_after_gc_mib),
+                committed,
+                pauses,
+                _mib(m.process_peaks_mib.get(PYTHON_WORKERS)),
+            )
+        )
+    return rows
+
+
+def render_memory(measurements: Sequence[Measurement]) -> str:
+    """The Spark runs' memory, split: the Python driver alone, the JVM alone (RSS, which grows
+    toward the heap limit whatever the need), and the JVM's peak heap after GC (what it keeps)."""
+    rows = memory_rows(measurements)
+    if not rows:
+        return "driver memory: no run with a JVM"
+    widths = [max(len(column), *(len(row[i]) for row in rows)) for i, column in enumerate(MEMORY_COLUMNS)]
+    lines = ["  ".join(f"{c:>{w}}" for c, w in zip(MEMORY_COLUMNS, widths, strict=True))]
+    lines.append("-" * len(lines[0]))
+    lines += ["  ".join(f"{c:>{w}}" for c, w in zip(row, widths, strict=True)) for row in rows]
+    return "\n".join([*lines, memory_verdict(measurements)])
+
+
+def memory_verdict(measurements: Sequence[Measurement]) -> str:
+    """One line: the Spark job's peak heap after GC and Python driver peak RSS at the biggest
+    input over the smallest; "flat" when neither grew more than FLAT_RATIO times."""
+    runs = sorted((m for m in measurements if m.engine == "spark"), key=lambda m: m.read)
+    if len({m.read for m in runs}) < 2:
+        return "driver memory across scales: needs spark runs on two input sizes"
+    small, large = runs[0], runs[-1]
+    figures, ratios = [], []
+    for label, before, after in (
+        ("JVM peak heap after GC", small.heap_after_gc_mib, large.heap_after_gc_mib),
+        ("python driver peak RSS", small.python_driver_mib, large.python_driver_mib),
+    ):
+        if before and after:
+            ratios.append(after / before)
+            figures.append(f"{label} {before:,.0f} -> {after:,.0f} MiB ({after / before:.2f}x)")
+        else:
+            figures.append(f"{label} not measured")
+    if not ratios:
+        verdict = "not measured"
+    elif max(ratios) <= FLAT_RATIO:
+        verdict = f"flat (neither grew more than {FLAT_RATIO}x)"
+    else:
+        verdict = f"NOT flat (grew more than {FLAT_RATIO}x)"
+    return (
+        f"driver memory, scale {small.scale} -> {large.scale} ({large.read / small.read:.1f}x the rows): "
+        + ", ".join(figures)
+        + f": {verdict}"
+    )
+
+
+def as_json(measurement: Measurement) -> dict:
+    """A measurement as JSON-ready values (the engine's report left out)."""
+    return {
+        **measurement.__dict__,
+        "revenue": str(measurement.revenue),
+        "report": None,
+        "gc": dataclasses.asdict(measurement.gc) if measurement.gc else None,
+    }
 
 
 def check_agreement(measurements: Sequence[Measurement]) -> list[str]:
@@ -267,9 +351,9 @@ def main(argv: list[str] | None = None) -> int:
             measurements.append(run_engine(engine, input_path, work))
             print(render_table(measurements).splitlines()[-1], flush=True)
     print("\n" + render_table(measurements))
+    print("\n" + render_memory(measurements))
     if args.json:
-        rows = [{**m.__dict__, "revenue": str(m.revenue), "report": None} for m in measurements]
-        args.json.write_text(json.dumps(rows, indent=2))
+        args.json.write_text(json.dumps([as_json(m) for m in measurements], indent=2))
     problems = check_agreement(measurements)
     print("\n".join(problems) if problems else "All engines agree on published rows and revenue.")
     return 1 if problems else 0

@@ -2,8 +2,11 @@
 
 For each scale: generate (or reuse) `make data SCALE=N`'s file, run every engine in a fresh
 process (wall time with start-up, peak RSS of the process tree), check they publish the same
-rows and revenue, and print one table plus the Spark job's stage breakdown and the streaming
-consumer's rule throughput. Figures, never assertions: the tests time nothing.
+rows and revenue, and print one table plus the Spark job's stage breakdown, its driver memory
+(the Python driver, the JVM, the JVM's heap after GC) and the streaming consumer's rule
+throughput. The same figures, with the machine and the versions, replace the generated part of
+docs/benchmarks.md (`--doc`; `--no-docs` leaves it alone). Figures, never assertions: the tests
+time nothing.
 """
 
 from __future__ import annotations
@@ -12,14 +15,18 @@ import argparse
 import json
 import os
 import platform
+import shlex
 import sys
+import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT / "lib"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from harness import Measurement, check_agreement, render_table, run_engine  # noqa: E402
+from bench_doc import BenchRun, machine_facts, render_markdown, versions, write_doc  # noqa: E402
+from harness import Measurement, check_agreement, render_memory, render_table, run_engine  # noqa: E402
 
 from retail_pipeline import synthetic  # noqa: E402
 from retail_pipeline.stream.local.demo import measure_rule_throughput  # noqa: E402
@@ -39,12 +46,28 @@ def machine() -> str:
     return f"{platform.node()}: {os.cpu_count()} cores, Python {platform.python_version()}, load {load:.1f}"
 
 
+def command_line(argv: list[str] | None) -> str:
+    """The command as run (with PYTHONPATH when set: it decides which code runs)."""
+    words = [sys.executable, *(sys.argv if argv is None else [str(Path(__file__)), *argv])]
+    pythonpath = os.environ.get("PYTHONPATH")
+    return (f"PYTHONPATH={shlex.quote(pythonpath)} " if pythonpath else "") + shlex.join(words)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--scales", nargs="+", type=float, default=[1.0, 10.0])
     parser.add_argument("--engines", nargs="+", default=list(ENGINES), choices=ENGINES)
     parser.add_argument("--work", default=str(REPO_ROOT / "data" / "bench"))
+    parser.add_argument(
+        "--doc",
+        type=Path,
+        default=REPO_ROOT / "docs" / "benchmarks.md",
+        help="the document whose generated part this run replaces (default: docs/benchmarks.md)",
+    )
+    parser.add_argument("--no-docs", action="store_true", help="do not write --doc")
     args = parser.parse_args(argv)
+    started_utc = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    started, load_before = time.perf_counter(), os.getloadavg()
     measurements: list[Measurement] = []
     notes = [machine()]
     for scale in args.scales:
@@ -60,9 +83,30 @@ def main(argv: list[str] | None = None) -> int:
     notes.append(f"streaming consumer rules: {records / seconds:,.0f} records/s on one core")
     print()
     print(render_table(measurements))
+    print()
+    print(render_memory(measurements))
     disagreements = check_agreement(measurements)
     notes += disagreements or ["all engines published the same rows and revenue at each scale"]
     print("\n".join(notes))
+    if not args.no_docs:
+        run = BenchRun(
+            command=command_line(argv),
+            started_utc=started_utc,
+            wall_s=time.perf_counter() - started,
+            load_before=load_before,
+            load_after=os.getloadavg(),
+            measurements=measurements,
+            stream_records_per_s=records / seconds,
+            problems=disagreements,
+            machine=machine_facts(),
+            versions=versions(measurements),
+        )
+        try:
+            write_doc(args.doc, render_markdown(run))
+        except ValueError as exc:
+            print(f"{args.doc}: {exc}", file=sys.stderr)
+            return 1
+        print(f"wrote {args.doc}")
     return 1 if disagreements else 0
 
 

@@ -1,25 +1,28 @@
 """The batch job: raw Online Retail CSV -> curated Parquet, quarantine and a run report.
 
-inspect inputs (driver) -> read lines once -> classify (transforms) -> cache
-  -> count outcomes (one aggregation) -> write curated + quarantine to staging
-  -> verify the written counts -> write the report -> publish (replace partitions)
+One pass over the input does the work: read lines -> classify (transforms) -> count outcomes
+(an Observation on the same pass) -> write every data line to staging, partitioned by
+outcome, reason and month. Then, only on what was written:
+  quarantine (a second pass, only when lines were quarantined: it needs their raw text)
+  -> verify the written counts -> quality gate on the staged Parquet
+  -> report -> publish (replace the curated months and the quarantined files' records).
+
+Nothing is cached: the staged Parquet is the fork between the outputs, the counts and the
+quality gate, and reading it back is cheaper than building an in-memory cache of the lines.
 """
 
 from __future__ import annotations
 
-import functools
 import logging
 import shutil
 import time
 import uuid
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
-from pyspark import StorageLevel
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import DataFrame, Observation, SparkSession
 from pyspark.sql import functions as F
 
 from retail_pipeline import publish, transforms
@@ -30,6 +33,13 @@ from retail_pipeline.report import OutcomeCounts, RunReport, check_accounting
 from retail_pipeline.storage import HadoopFileSystem
 
 logger = logging.getLogger(__name__)
+
+# Staging layout: <staging>/lines/outcome=.../reason=.../invoice_year=.../invoice_month=...
+# holds every data line in the curated columns; the published lines' folder becomes
+# <staging>/curated once the gate has passed. Spark names a null partition value so.
+LINES = "lines"
+NULL_PARTITION = "__HIVE_DEFAULT_PARTITION__"
+PUBLISHED_LINES = f"outcome={transforms.OUTCOME_PUBLISHED}/reason={NULL_PARTITION}"
 
 
 def new_run_id() -> str:
@@ -65,22 +75,23 @@ def read_lines(spark: SparkSession, inputs: list[InputFile], *, encoding: str) -
     return raw.select(F.col("_metadata.file_path").alias(transforms.SOURCE_FILE), text.alias(transforms.LINE))
 
 
-def count_outcomes(classified: DataFrame) -> OutcomeCounts:
-    groups = (
-        classified.groupBy("outcome", "reason")
-        .agg(F.count(F.lit(1)).alias("lines"), F.sum("revenue").alias("revenue"))
-        .collect()
-    )
-    return OutcomeCounts.from_groups((g["outcome"], g["reason"], g["lines"], g["revenue"]) for g in groups)
+def outcome_counts(observation: Observation) -> OutcomeCounts:
+    """The counts an observed pass collected (see `transforms.outcome_metrics`)."""
+    return OutcomeCounts.from_groups(transforms.outcome_groups(observation.get))
 
 
-def write_curated(curated: DataFrame, path: str) -> None:
-    # Sorting by the partition columns first satisfies the writer's own ordering, so this is
-    # the only sort; ordering by time inside a month makes files deterministic and prunable.
+def write_lines(lines: DataFrame, path: str) -> None:
+    """Every data line in the curated columns, partitioned by where it ends and its month.
+
+    No sort: with `spark.sql.optimizer.plannedWrite.enabled` false (session.py) each task
+    keeps one Parquet writer open per partition it meets (up to
+    `spark.sql.maxConcurrentOutputFileWriters`, then it falls back to sorting), instead of
+    sorting all its lines by partition first.
+    """
     (
-        curated.sortWithinPartitions(*transforms.PARTITION_COLUMNS, "invoice_ts", "invoice_no", "stock_code")
+        lines.select(*transforms.CURATED_COLUMNS, "outcome", "reason")
         .write.mode("overwrite")
-        .partitionBy(*transforms.PARTITION_COLUMNS)
+        .partitionBy("outcome", "reason", *transforms.PARTITION_COLUMNS)
         .parquet(path)
     )
 
@@ -97,21 +108,25 @@ def count_parquet_rows(spark: SparkSession, fs: HadoopFileSystem, path: str) -> 
 
 
 def validate_run(
+    spark: SparkSession,
     fs: HadoopFileSystem,
-    classified: DataFrame,
     *,
     quality: QualitySettings,
     counts: OutcomeCounts,
     staging: str,
     run_id: str,
 ) -> dict[str, Any]:
-    """Run the quality gate on the cached lines; its JSON result and Data Docs go to staging.
+    """Run the quality gate on the staged Parquet: every data line for the raw suite, the
+    published lines for the curated one. Its JSON result and Data Docs go to staging.
     Raises QualityGateError (after staging the reports) when a critical expectation fails."""
     from retail_pipeline import quality as gate  # Great Expectations loads only when used
 
+    lines = spark.read.parquet(f"{staging}/{LINES}")
+    published = f"{staging}/{LINES}/{PUBLISHED_LINES}"
+    curated = spark.read.parquet(published) if fs.exists(published) else lines.where(F.lit(False))
     result, docs_dir = gate.validate(
-        transforms.to_raw_input(classified),
-        transforms.to_curated(classified),
+        transforms.to_raw_input(lines),
+        curated.select(*transforms.CURATED_COLUMNS),
         settings=quality,
         published_rows=counts.published,
     )
@@ -176,22 +191,42 @@ def build_report(
 def write_staging(
     spark: SparkSession,
     fs: HadoopFileSystem,
-    classified: DataFrame,
+    inputs: list[InputFile],
+    settings: BatchSettings,
     *,
-    counts: OutcomeCounts,
     staging: str,
     timer: StageTimer,
-) -> None:
-    """Write curated and quarantined lines where readers never look, then check the counts."""
+) -> OutcomeCounts:
+    """Classify and write every data line to staging in one pass, the quarantine in a second
+    one when there is any; check that what was written is what was counted."""
     with timer.stage("write_staging"):
-        write_curated(transforms.to_curated(classified), f"{staging}/curated")
-        write_quarantine(transforms.to_quarantine(classified), f"{staging}/quarantine")
+        observation = Observation("outcomes")
+        classified = classify_inputs(spark, inputs, settings).observe(
+            observation, *transforms.outcome_metrics()
+        )
+        # The filter stays above the observation (it counts the header lines too).
+        write_lines(classified.where(F.col("outcome") != transforms.OUTCOME_HEADER), f"{staging}/{LINES}")
+        counts = outcome_counts(observation)
+    if counts.quarantined_total:
+        # Quarantine records keep each line's raw text, which the staged lines do not carry:
+        # read again, only when some line was quarantined (real exports have none).
+        with timer.stage("write_quarantine"):
+            again = Observation("outcomes_again")
+            classified = classify_inputs(spark, inputs, settings).observe(
+                again, *transforms.outcome_metrics()
+            )
+            write_quarantine(transforms.to_quarantine(classified), f"{staging}/quarantine")
+            if outcome_counts(again) != counts:
+                raise RuntimeError(
+                    "the input changed while the job read it: two reads counted different lines"
+                )
     with timer.stage("verify"):
         check_accounting(
             counts,
-            written_published=count_parquet_rows(spark, fs, f"{staging}/curated"),
+            written_published=count_parquet_rows(spark, fs, f"{staging}/{LINES}/{PUBLISHED_LINES}"),
             written_quarantined=count_parquet_rows(spark, fs, f"{staging}/quarantine"),
         )
+    return counts
 
 
 def run(
@@ -214,45 +249,56 @@ def run(
         inputs = inspect_inputs(fs, settings.input, encoding=settings.encoding)
         logger.info("Reading %d input file(s), %s bytes", len(inputs), f"{sum(f.size for f in inputs):,}")
 
-    with timer.stage("read_and_classify"):
-        classified = classify_inputs(spark, inputs, settings).persist(StorageLevel.MEMORY_AND_DISK)
-        counts = count_outcomes(classified)
-
-    make_report = functools.partial(
-        build_report, spark, fs, run_id=run_id, inputs=inputs, output=output, counts=counts
-    )
     gate_on = quality is not None and quality.enabled
     quality_summary: dict[str, Any] = {"enabled": gate_on}
     if not gate_on:
         logger.warning("The data-quality gate is off: publishing unvalidated data")
+    counts: OutcomeCounts | None = None
     try:
-        # The gate validates the cached lines while this thread writes them to staging: nothing
-        # is published before it passes, and its GX overhead (mostly Python on the driver)
-        # overlaps the write's work in the executors.
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="quality-gate") as pool:
-            gate = None
-            if quality is not None and quality.enabled:
-                gate = pool.submit(
-                    validate_run,
-                    fs,
-                    classified,
-                    quality=quality,
-                    counts=counts,
-                    staging=staging,
-                    run_id=run_id,
+        counts = write_staging(spark, fs, inputs, settings, staging=staging, timer=timer)
+        if quality is not None and quality.enabled:
+            with timer.stage("validate"):
+                quality_summary |= validate_run(
+                    spark, fs, quality=quality, counts=counts, staging=staging, run_id=run_id
                 )
-            write_staging(spark, fs, classified, counts=counts, staging=staging, timer=timer)
-            if gate is not None:
-                with timer.stage("validate_wait"):
-                    quality_summary |= gate.result()
-                timer.durations["validate_concurrent"] = quality_summary["seconds"]
+        with timer.stage("publish"):
+            published = f"{staging}/{LINES}/{PUBLISHED_LINES}"
+            if fs.exists(published):
+                fs.rename(published, f"{staging}/curated")
+            fs.delete(f"{staging}/{LINES}")
+            report = build_report(
+                spark,
+                fs,
+                run_id=run_id,
+                inputs=inputs,
+                output=output,
+                counts=counts,
+                status="succeeded",
+                durations=timer.durations,
+                quality=quality_summary,
+            )
+            fs.write_text(f"{staging}/reports/run_report.json", report.to_json())
+            fs.write_text(f"{staging}/reports/runs/{run_id}.json", report.to_json())
+            publish.publish(fs, output, run_id)
+        return report
     except QualityGateError as failure:
         # Publish the reports (validation result, Data Docs, this run's report) but no data;
         # reports/run_report.json keeps describing the data that is published.
-        fs.delete(f"{staging}/curated")
+        assert counts is not None
+        fs.delete(f"{staging}/{LINES}")
         fs.delete(f"{staging}/quarantine")
         quality_summary |= {"success": False, "critical_failures": failure.describe_failures()}
-        report = make_report(status="failed_quality_gate", durations=timer.durations, quality=quality_summary)
+        report = build_report(
+            spark,
+            fs,
+            run_id=run_id,
+            inputs=inputs,
+            output=output,
+            counts=counts,
+            status="failed_quality_gate",
+            durations=timer.durations,
+            quality=quality_summary,
+        )
         fs.write_text(f"{staging}/reports/runs/{run_id}.json", report.to_json())
         publish.publish(fs, output, run_id)
         raise
@@ -261,30 +307,17 @@ def run(
         fs.delete(staging)
         fs.delete_if_empty(f"{output}/{publish.STAGING}")
         raise
-    finally:
-        classified.unpersist()
-
-    with timer.stage("publish"):
-        report = make_report(status="succeeded", durations=timer.durations, quality=quality_summary)
-        fs.write_text(f"{staging}/reports/run_report.json", report.to_json())
-        fs.write_text(f"{staging}/reports/runs/{run_id}.json", report.to_json())
-        publish.publish(fs, output, run_id)
-    return report
 
 
 def classify_inputs(spark: SparkSession, inputs: list[InputFile], settings: BatchSettings) -> DataFrame:
-    """The input files read once and classified, one row per line, with what the outputs need."""
+    """The input files read and classified, one row per line (header lines included)."""
     truncated = {
         f.uri: f.unterminated_last_line
         for f in inputs
         if f.unterminated_last_line is not None and settings.quarantine_unterminated_last_line
     }
-    return (
-        read_lines(spark, inputs, encoding=settings.encoding)
-        .transform(
-            transforms.classify_lines,
-            header_lines={f.header_line for f in inputs},
-            truncated_last_lines=truncated,
-        )
-        .transform(transforms.keep_outcome_columns)
+    return read_lines(spark, inputs, encoding=settings.encoding).transform(
+        transforms.classify_lines,
+        header_lines={f.header_line for f in inputs},
+        truncated_last_lines=truncated,
     )

@@ -14,11 +14,13 @@ to show a few offending values.
 from __future__ import annotations
 
 import copy
+import functools
 import json
 import logging
 import os
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any, cast
@@ -76,6 +78,7 @@ class ExpectationOutcome:
 class QualityResult:
     outcomes: list[ExpectationOutcome]
     seconds: float
+    phases: dict[str, float] = field(default_factory=dict)  # seconds per step of the validation
 
     @property
     def critical_failures(self) -> list[ExpectationOutcome]:
@@ -93,6 +96,7 @@ class QualityResult:
         summary = {
             "success": self.success,
             "seconds": round(self.seconds, 3),
+            "phases_s": self.phases,
             "evaluated": len(self.outcomes),
             "critical_failures": [o.describe() for o in self.critical_failures],
             "warnings": [o.describe() for o in self.warnings],
@@ -148,7 +152,9 @@ def curated_suite_expectations(settings: QualitySettings, *, published_rows: int
 
 
 class _Validator:
-    """An ephemeral GX context with a Spark data source and a Data Docs site in `docs_dir`."""
+    """An ephemeral GX context with a Data Docs site in `docs_dir`; each validation gets a
+    Spark data source of its own, so validations can run side by side in threads (a data
+    source's execution engine holds the one batch it is working on)."""
 
     def __init__(self, docs_dir: str) -> None:
         os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")  # no usage statistics, no internet
@@ -164,19 +170,21 @@ class _Validator:
             "store_backend": {"class_name": "TupleFilesystemStoreBackend", "base_directory": docs_dir},
         }
         self.context.add_data_docs_site(site_name="run", site_config=cast(Any, site))
-        self._source = self.context.data_sources.add_spark(name="spark")
 
-    def run(
+    def prepare(
         self, name: str, expectations: Sequence[Any], frame: DataFrame, result_format: dict
-    ) -> tuple[Any, Any]:
-        """Validate `frame` against a new suite; returns the suite and the result."""
+    ) -> tuple[Any, Callable[[], Any]]:
+        """Register a suite for `frame`; returns the suite and a function that validates."""
         gx = self._gx
         suite = self.context.suites.add(gx.ExpectationSuite(name=name, expectations=list(expectations)))
-        batch = self._source.add_dataframe_asset(name=name).add_batch_definition_whole_dataframe(name)
+        source = self.context.data_sources.add_spark(name=f"spark_{name}")
+        batch = source.add_dataframe_asset(name=name).add_batch_definition_whole_dataframe(name)
         definition = self.context.validation_definitions.add(
             gx.ValidationDefinition(name=name, data=batch, suite=suite)
         )
-        return suite, definition.run(batch_parameters={"dataframe": frame}, result_format=result_format)
+        return suite, functools.partial(
+            definition.run, batch_parameters={"dataframe": frame}, result_format=result_format
+        )
 
 
 def _severity(config: Any) -> str:
@@ -215,16 +223,27 @@ def validate(
     import time
 
     started = time.perf_counter()
+    phases: dict[str, float] = {}
+
+    def lap(phase: str) -> None:
+        phases[phase] = round(time.perf_counter() - started - sum(phases.values()), 3)
+
     docs_dir = docs_dir or tempfile.mkdtemp(prefix="data_docs_")
     validator = _Validator(docs_dir)
+    lap("context")
     details = {"result_format": "BASIC", "partial_unexpected_count": settings.examples_shown}
     counts_only = {"result_format": "BASIC", "partial_unexpected_count": 0}
     # Counts only: malformed raw lines are in the quarantine output, reason by reason.
-    _, raw_result = validator.run(RAW_SUITE, raw_suite_expectations(), raw, counts_only)
-    outcomes = _outcomes(RAW_SUITE, raw_result)
-
+    _, validate_raw = validator.prepare(RAW_SUITE, raw_suite_expectations(), raw, counts_only)
     curated_expectations = curated_suite_expectations(settings, published_rows=published_rows)
-    suite, result = validator.run(CURATED_SUITE, curated_expectations, curated, counts_only)
+    suite, validate_curated = validator.prepare(CURATED_SUITE, curated_expectations, curated, counts_only)
+    # Both suites at once: most of a GX validation is waiting for small Spark jobs one after
+    # another (planning, scheduling), which two threads overlap.
+    with ThreadPoolExecutor(max_workers=2, thread_name_prefix="gx") as pool:
+        raw_run, curated_run = pool.submit(validate_raw), pool.submit(validate_curated)
+        raw_result, result = raw_run.result(), curated_run.result()
+    lap("suites")
+    outcomes = _outcomes(RAW_SUITE, raw_result)
     curated_outcomes = _outcomes(CURATED_SUITE, result)
     # Offending values for failed critical expectations only: the warnings keep their counts,
     # and the one that fails on all real data (repeated invoice lines) would double its cost.
@@ -235,20 +254,23 @@ def validate(
     }
     if failed_ids:
         failed = [copy.copy(e) for e in suite.expectations if e.id in failed_ids]
-        _, detailed = validator.run(f"{CURATED_SUITE}__failed", failed, curated, details)
-        by_key = {o.key(): o for o in _outcomes(CURATED_SUITE, detailed)}
+        _, validate_failed = validator.prepare(f"{CURATED_SUITE}__failed", failed, curated, details)
+        by_key = {o.key(): o for o in _outcomes(CURATED_SUITE, validate_failed())}
         curated_outcomes = [by_key.get(o.key(), o) for o in curated_outcomes]
+        lap("offending_values")
     outcomes += curated_outcomes
     validator.context.build_data_docs()
-    quality = QualityResult(outcomes, time.perf_counter() - started)
+    lap("data_docs")
+    quality = QualityResult(outcomes, time.perf_counter() - started, phases)
     for outcome in quality.warnings:
         logger.warning("Quality warning: %s", outcome.describe())
     for outcome in quality.critical_failures:
         logger.error("Quality failure: %s", outcome.describe())
     logger.info(
-        "Validated %d expectations in %.1f s: %d critical failures, %d warnings",
+        "Validated %d expectations in %.1f s (%s): %d critical failures, %d warnings",
         len(outcomes),
         quality.seconds,
+        ", ".join(f"{phase} {seconds:.1f}" for phase, seconds in phases.items()),
         len(quality.critical_failures),
         len(quality.warnings),
     )

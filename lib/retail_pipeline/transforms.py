@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Collection, Mapping
+from typing import Any
 
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
@@ -64,6 +65,28 @@ def file_key(uri: str) -> str:
 
 PARTITION_COLUMNS = rules.PARTITION_COLUMNS
 CURATED_COLUMNS = rules.CURATED_COLUMNS
+# Where each raw field is in the curated columns.
+RAW_TO_CURATED = {
+    "InvoiceNo": "invoice_no",
+    "StockCode": "stock_code",
+    "Description": "description",
+    "Quantity": "quantity",
+    "InvoiceDate": "invoice_ts",
+    "UnitPrice": "unit_price",
+    "CustomerID": "customer_id",
+    "Country": "country",
+}
+assert tuple(RAW_TO_CURATED) == rules.RAW_COLUMNS
+
+# Every (outcome, reason) a line can end in; names of the observed metrics.
+OUTCOME_GROUPS: tuple[tuple[str, str | None], ...] = (
+    (OUTCOME_HEADER, None),
+    (OUTCOME_PUBLISHED, None),
+    *((OUTCOME_FILTERED, name) for name in rules.FILTER_RULE_NAMES),
+    *((OUTCOME_QUARANTINED, name) for name in rules.QUARANTINE_REASON_NAMES),
+)
+ALL_LINES = "all_lines"
+REVENUE = "published_revenue"
 
 
 def raw_field(name: str) -> Column:
@@ -218,31 +241,51 @@ def classify_lines(
     )
 
 
-def keep_outcome_columns(classified: DataFrame) -> DataFrame:
-    """Only what the outputs, the counts and the raw-input checks need: the raw line and
-    source file are kept for quarantined lines alone, so caching the classified lines stays
-    cheap."""
-    quarantined = F.col("outcome") == OUTCOME_QUARANTINED
-    return classified.select(
-        F.when(quarantined, F.col(SOURCE_FILE)).alias(SOURCE_FILE),
-        F.when(quarantined, F.col(LINE)).alias(LINE),
-        F.col(FIELDS).dropFields(MALFORMED).alias(FIELDS),
-        "outcome",
-        "reason",
-        *CURATED_COLUMNS,
-    )
+def outcome_metrics() -> list[Column]:
+    """Aggregates for `DataFrame.observe` over classified lines: the lines of each (outcome,
+    reason) and the published revenue, so the write that consumes the lines counts them too."""
+    metrics = [
+        F.count(F.lit(1)).alias(ALL_LINES),
+        F.sum(F.when(is_published(), F.col("revenue"))).alias(REVENUE),
+    ]
+    for outcome, reason in OUTCOME_GROUPS:
+        same_reason = F.col("reason").isNull() if reason is None else F.col("reason") == reason
+        metrics.append(
+            F.count(F.when((F.col("outcome") == outcome) & same_reason, 1)).alias(f"{outcome}:{reason}")
+        )
+    return metrics
 
 
-def to_raw_input(classified: DataFrame) -> DataFrame:
-    """The input's data lines as read: the eight raw string fields, headers left out."""
-    data_line = F.col("outcome") != OUTCOME_HEADER
-    return classified.where(data_line).select(f"{FIELDS}.*")
+def outcome_groups(metrics: Mapping[str, Any]) -> list[tuple[str | None, str | None, int, Any]]:
+    """The non-empty (outcome, reason, lines, revenue) groups from `outcome_metrics`' values,
+    as a GROUP BY would give them; lines in no known group form a group of their own."""
+    groups = [
+        (
+            outcome,
+            reason,
+            metrics[f"{outcome}:{reason}"],
+            metrics[REVENUE] if outcome == OUTCOME_PUBLISHED else None,
+        )
+        for outcome, reason in OUTCOME_GROUPS
+    ]
+    unknown = metrics[ALL_LINES] - sum(lines for _, _, lines, _ in groups)
+    return [group for group in [*groups, (None, None, unknown, None)] if group[2]]
+
+
+def is_published() -> Column:
+    return F.col("outcome") == OUTCOME_PUBLISHED
+
+
+def to_raw_input(lines: DataFrame) -> DataFrame:
+    """The data lines under the raw input's eight column names, as the job parsed them
+    (fields trimmed, empty as null, typed where well formed): the staged lines of every
+    outcome hold them in the curated columns."""
+    return lines.select(*[F.col(column).alias(raw) for raw, column in RAW_TO_CURATED.items()])
 
 
 def to_curated(classified: DataFrame) -> DataFrame:
     """The published lines, in the curated output contract."""
-    published = F.col("outcome") == OUTCOME_PUBLISHED
-    return classified.where(published).select(*CURATED_COLUMNS)
+    return classified.where(is_published()).select(*CURATED_COLUMNS)
 
 
 def to_quarantine(classified: DataFrame) -> DataFrame:

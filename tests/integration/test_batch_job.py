@@ -199,17 +199,17 @@ def test_a_run_on_a_subset_replaces_only_its_partitions(spark: SparkSession, tmp
 def test_a_run_that_fails_midway_leaves_the_earlier_output(
     spark: SparkSession, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    batch.run(spark, settings(BAD_INPUT_CSV, tmp_path))
+    batch.run(spark, settings(SAMPLE_CSV, tmp_path))
     before_curated = curated(spark, tmp_path).localCheckpoint()
     before_report = (tmp_path / "reports" / "run_report.json").read_text()
 
     def fail_after_curated(*_: object, **__: object) -> None:
         raise RuntimeError("disk full (injected)")
 
-    # The second run writes its curated data, then fails before its quarantine is written.
+    # The second run stages its lines, then fails before its quarantine is written.
     monkeypatch.setattr(batch, "write_quarantine", fail_after_curated)
     with pytest.raises(RuntimeError, match="injected"):
-        batch.run(spark, settings(SAMPLE_CSV, tmp_path))
+        batch.run(spark, settings(BAD_INPUT_CSV, tmp_path))
 
     assert_df_equality(curated(spark, tmp_path), before_curated, ignore_row_order=True)
     assert (tmp_path / "reports" / "run_report.json").read_text() == before_report

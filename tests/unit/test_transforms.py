@@ -194,10 +194,8 @@ def test_to_curated_keeps_published_lines_in_the_output_contract(spark: SparkSes
 def test_to_quarantine_keeps_the_raw_line_reason_and_source(spark: SparkSession) -> None:
     bad = "536365,85123A,HEART,six,12/1/2010 8:26,2.55,17850,United Kingdom"
     lines = lines_df(spark, GOOD, bad, source="file:///in/my%20file.csv")
-    quarantine = (
-        lines.transform(transforms.classify_lines, header_lines={HEADER})
-        .transform(transforms.keep_outcome_columns)
-        .transform(transforms.to_quarantine)
+    quarantine = lines.transform(transforms.classify_lines, header_lines={HEADER}).transform(
+        transforms.to_quarantine
     )
     expected = spark.createDataFrame(
         [("file:///in/my%20file.csv", bad, "invalid_quantity", "my file.csv")],
