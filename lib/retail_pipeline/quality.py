@@ -1,14 +1,19 @@
 """The data-quality gate: Great Expectations suites over the raw input and the curated output.
 
 Critical expectations block publishing; warning ones are reported and the run goes on. Both
-suites are validated on the job's cached DataFrames before anything becomes visible, so the
-data checked is exactly the data published.
+suites are validated on the job's staged Parquet before anything becomes visible, so the data
+checked is exactly the data published (the raw suite on every data line as the job parsed
+it, the curated suite on the published lines).
 
 Speed: GX on Spark bundles most metrics into a few Spark jobs, but fetching unexpected values
 costs about one more job per column expectation (43 jobs instead of 15 for the curated suite,
 twice the time). So both suites run with BASIC results and no unexpected values (counts
 only); just the critical expectations that failed run again, in a small suite of their own,
-to show a few offending values.
+to show a few offending values. The two suites run side by side in two threads, and GX does
+not cache the batch (see `_Validator.prepare`).
+
+GX's query expectations (UnexpectedRowsExpectation) register their batch as the temp view
+"tmp_view": only one suite here may hold them while the suites run in parallel.
 """
 
 from __future__ import annotations
@@ -177,7 +182,11 @@ class _Validator:
         """Register a suite for `frame`; returns the suite and a function that validates."""
         gx = self._gx
         suite = self.context.suites.add(gx.ExpectationSuite(name=name, expectations=list(expectations)))
-        source = self.context.data_sources.add_spark(name=f"spark_{name}")
+        # persist=False: GX would otherwise cache the whole batch, every column, before its
+        # first metric; on staged Parquet each metric reads just its columns. Measured on a
+        # SCALE=1 run: validation 9.4 s with the cache, 6.5 s without (5.7 s with both
+        # suites in parallel); SCALE=10: 28.9 s -> 13.3 s.
+        source = self.context.data_sources.add_spark(name=f"spark_{name}", persist=False)
         batch = source.add_dataframe_asset(name=name).add_batch_definition_whole_dataframe(name)
         definition = self.context.validation_definitions.add(
             gx.ValidationDefinition(name=name, data=batch, suite=suite)
