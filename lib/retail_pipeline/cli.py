@@ -42,7 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
 def run_batch(args: argparse.Namespace) -> int:
     from retail_pipeline import batch  # Spark is imported only by the commands that need it
     from retail_pipeline.report import render_summary
-    from retail_pipeline.session import get_spark
+    from retail_pipeline.session import finish_class_data_sharing, get_spark
 
     config = load_config(args.config)
     if config.quality.enabled:
@@ -57,12 +57,20 @@ def run_batch(args: argparse.Namespace) -> int:
     set_run_id(run_id)
     logger.info("Batch job with %s: %s -> %s", config.source, settings.input, settings.output)
     started = time.perf_counter()
-    spark = get_spark(config.spark.app_name, master=config.spark.master, conf=config.spark.conf)
+    spark = get_spark(
+        config.spark.app_name,
+        master=config.spark.master,
+        conf=config.spark.conf,
+        class_data_sharing=config.spark.class_data_sharing,
+    )
     session_start = time.perf_counter() - started
-    report = batch.run(spark, settings, quality=config.quality, run_id=run_id)
-    durations = {"session_start": round(session_start, 3), **report.durations_s}
-    durations["total"] = round(time.perf_counter() - started, 3)
-    print(render_summary(dataclasses.replace(report, durations_s=durations)))
+    try:
+        report = batch.run(spark, settings, quality=config.quality, run_id=run_id)
+        durations = {"session_start": round(session_start, 3), **report.durations_s}
+        durations["total"] = round(time.perf_counter() - started, 3)
+        print(render_summary(dataclasses.replace(report, durations_s=durations)))
+    finally:
+        finish_class_data_sharing(spark)
     return 0
 
 

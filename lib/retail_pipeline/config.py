@@ -35,6 +35,9 @@ class SparkSettings:
     # None leaves the master to spark-submit, Glue or EMR; only local configs set it.
     master: str | None
     conf: Mapping[str, str] = field(default_factory=dict)
+    # Local runs only: a folder for the JVM's class-data-sharing archive of Spark's classes
+    # (session.class_data_sharing_options); optional, None turns it off.
+    class_data_sharing: str | None = None
 
 
 @dataclass(frozen=True)
@@ -133,9 +136,11 @@ def _build(
     if unknown:
         raise ConfigError(f"{source}: unknown key '{prefix}{unknown[0]}' (known: {', '.join(fields)})")
     values = {}
-    for name in fields:
+    for name, spec in fields.items():
         key = f"{prefix}{name}"
         if name not in data:
+            if spec.default is not dataclasses.MISSING:
+                continue  # an optional key
             raise ConfigError(f"{source}: missing key '{key}'")
         values[name] = _convert(hints[name], data[name], source=source, key=key)
     try:

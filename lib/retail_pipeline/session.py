@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
+import os
+import shutil
+import subprocess
 from collections.abc import Mapping
+from pathlib import Path
 
+from pyspark import SparkContext
 from pyspark.sql import SparkSession
 
 logger = logging.getLogger(__name__)
@@ -26,16 +33,106 @@ DEFAULT_CONF = {
 }
 
 
+def class_data_sharing_options(directory: str | Path) -> tuple[str, Path | None]:
+    """JVM options for a local driver: load Spark's classes from the class-data-sharing
+    archive in `directory`, or, when this JVM and classpath have none yet, write one. Returns
+    the options and, when writing, the file the JVM writes at exit (`stop` adopts it).
+
+    A JVM's start and a job's first seconds go largely to loading and verifying thousands of
+    classes from Spark's jars; mapped from an archive, the local session starts in ~2-3 s
+    instead of ~4-5 s (SCALE=1 job: 25.6 s -> 20.0 s end to end on the 2-core machine).
+    The JVM crashes on a truncated archive, so a written one is adopted only after its JVM
+    exited cleanly (`stop`), by an atomic rename.
+    """
+    import pyspark
+
+    directory = Path(directory).resolve()
+    java_home = os.environ.get("JAVA_HOME")
+    java = os.path.realpath(
+        os.path.join(java_home, "bin", "java") if java_home else shutil.which("java") or "java"
+    )
+    jars = Path(pyspark.__file__).parent / "jars"
+    identity = [pyspark.__version__, sorted(p.name for p in jars.glob("*.jar")), java, _mtime(java)]
+    archive = directory / f"spark-{hashlib.sha256(json.dumps(identity).encode()).hexdigest()[:16]}.jsa"
+    if archive.exists():
+        return f"-XX:SharedArchiveFile={archive}", None
+    directory.mkdir(parents=True, exist_ok=True)
+    for stale in directory.glob("*.partial"):  # left by runs that failed before `finish`
+        writer = stale.name.split(".")[1]
+        if writer.isdigit() and not _alive(int(writer)):
+            stale.unlink(missing_ok=True)
+    writing = archive.with_name(f"{archive.stem}.{os.getpid()}.partial")
+    return f"-XX:ArchiveClassesAtExit={writing}", writing
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _mtime(path: str) -> float:
+    try:
+        return os.stat(path).st_mtime
+    except OSError:
+        return 0.0
+
+
+# The archive this process's JVM writes when it exits, if any (see class_data_sharing_options).
+_writing_archive: Path | None = None
+
+
+def finish_class_data_sharing(spark: SparkSession) -> None:
+    """At the end of a run whose JVM writes the class-data-sharing archive: stop the session,
+    let the JVM exit, wait for it, and keep the archive only when it exited cleanly. Does
+    nothing (the session goes on) in any other run."""
+    global _writing_archive
+    writing, _writing_archive = _writing_archive, None
+    if writing is None:
+        return
+    spark.stop()
+    jvm = getattr(SparkContext._gateway, "proc", None)  # noqa: SLF001 - the JVM's Popen
+    exit_code = None
+    if jvm is not None:
+        jvm.stdin.close()  # PySpark's gateway exits on end of input
+        try:
+            exit_code = jvm.wait(timeout=120)
+        except subprocess.TimeoutExpired:
+            logger.warning("The JVM did not exit within 120 s: class-data-sharing archive dropped")
+    if exit_code == 0 and writing.exists():
+        writing.replace(writing.with_name(writing.name.split(".")[0] + ".jsa"))
+        logger.info("Wrote the class-data-sharing archive for the next runs")
+    else:
+        writing.unlink(missing_ok=True)
+
+
 def get_spark(
-    app_name: str, *, master: str | None = None, conf: Mapping[str, str] | None = None
+    app_name: str,
+    *,
+    master: str | None = None,
+    conf: Mapping[str, str] | None = None,
+    class_data_sharing: str | None = None,
 ) -> SparkSession:
     """The session for a job. `master` is None unless a local config names one: spark-submit,
     EMR and Glue decide it otherwise. On Glue and EMR this returns the platform's session with
-    `conf` applied where Spark allows it at runtime."""
+    `conf` applied where Spark allows it at runtime. `class_data_sharing` (a folder) applies
+    to a local master only, and only when this process starts the JVM."""
     builder = SparkSession.builder.appName(app_name)
     if master:
         builder = builder.master(master)
-    runtime_conf = {**DEFAULT_CONF, **(conf or {}), **REQUIRED_CONF}
+    conf = dict(conf or {})
+    if (
+        class_data_sharing and master and master.startswith("local") and SparkContext._gateway is None  # noqa: SLF001 - this process has no JVM yet
+    ):
+        global _writing_archive
+        options, _writing_archive = class_data_sharing_options(class_data_sharing)
+        key = "spark.driver.extraJavaOptions"
+        conf[key] = f"{conf[key]} {options}" if conf.get(key) else options
+    runtime_conf = {**DEFAULT_CONF, **conf, **REQUIRED_CONF}
     for key, value in runtime_conf.items():
         builder = builder.config(key, value)
     spark = builder.getOrCreate()
