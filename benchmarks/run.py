@@ -21,6 +21,8 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
+import yaml
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT / "lib"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -39,6 +41,29 @@ def spark_stages(measurement: Measurement, work: Path) -> str:
     report = json.loads((work / "spark" / "reports" / "run_report.json").read_text())
     stages = ", ".join(f"{name} {seconds:.1f}" for name, seconds in report["durations_s"].items())
     return f"spark stages at {measurement.scale} (s): {stages}"
+
+
+def bounded_heap_check(measurements: list[Measurement], heap: str, work: Path) -> str:
+    """Run the job on the largest input again with a small JVM heap: it only completes (with
+    the same rows and revenue) if what it holds does not grow with the input. Heap-after-GC
+    figures alone cannot tell, as G1 leaves old garbage until its heap fills."""
+    largest = max((m for m in measurements if m.engine == "spark"), key=lambda m: m.read)
+    data = yaml.safe_load((REPO_ROOT / "configs" / "local.yaml").read_text())
+    data["spark"]["conf"]["spark.driver.memory"] = heap
+    config = work / f"local_{heap}.yaml"
+    config.parent.mkdir(parents=True, exist_ok=True)
+    config.write_text(yaml.safe_dump(data))
+    try:
+        small = run_engine("spark", Path(largest.input), work / f"heap_{heap}", config=config)
+    except Exception as error:
+        return f"bounded memory: scale {largest.scale} with spark.driver.memory={heap} FAILED: {error}"
+    same = (small.published, small.revenue) == (largest.published, largest.revenue)
+    return (
+        f"bounded memory: the job at scale {largest.scale} ({largest.read:,} rows) with "
+        f"spark.driver.memory={heap}: {small.wall_s:.1f} s, peak heap after GC "
+        f"{small.heap_after_gc_mib or 0:,.0f} MiB, {'same' if same else 'DIFFERENT'} rows and revenue "
+        f"(default heap: {largest.wall_s:.1f} s)"
+    )
 
 
 def machine() -> str:
@@ -65,6 +90,12 @@ def main(argv: list[str] | None = None) -> int:
         help="the document whose generated part this run replaces (default: docs/benchmarks.md)",
     )
     parser.add_argument("--no-docs", action="store_true", help="do not write --doc")
+    parser.add_argument(
+        "--small-heap",
+        default="512m",
+        help="run the job once more on the largest input with this spark.driver.memory, to show "
+        "its memory does not grow with the input ('' skips it; default 512m)",
+    )
     args = parser.parse_args(argv)
     started_utc = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     started, load_before = time.perf_counter(), os.getloadavg()
@@ -84,6 +115,8 @@ def main(argv: list[str] | None = None) -> int:
             print(render_table(measurements[-1:]), flush=True)
             if engine == "spark":
                 notes.append(spark_stages(measurements[-1], work))
+    if "spark" in args.engines and args.small_heap:
+        notes.append(bounded_heap_check(measurements, args.small_heap, Path(args.work)))
     records, seconds = measure_rule_throughput(SAMPLE)
     notes.append(f"streaming consumer rules: {records / seconds:,.0f} records/s on one core")
     print()
