@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 from pathlib import Path
 
 import pytest
 from chispa import assert_df_equality
 from pyspark.sql import SparkSession
+from pyspark.sql import functions as F
 
-from retail_pipeline import batch, quality, rules
+from retail_pipeline import batch, quality, rules, transforms
 from retail_pipeline.config import BatchSettings, QualitySettings
 from retail_pipeline.quality import QualityGateError
 from tests.conftest import BAD_INPUT_CSV, SAMPLE_CSV
@@ -110,3 +112,28 @@ def test_a_critical_defect_publishes_nothing(
     assert result["success"] is False
     assert any("quantity" in failure for failure in result["critical_failures"])
     assert not (tmp_path / "_staging").exists()
+
+
+def test_a_wrong_revenue_is_a_critical_failure_with_its_row(
+    spark: SparkSession, quality_on: QualitySettings
+) -> None:
+    curated = (
+        spark.createDataFrame(
+            [
+                ("536365", "85123A", "HEART", 6, "2.5500", "15.3000", "17850", "United Kingdom"),
+                ("536366", "22633", "WARMER", 6, "1.8500", "99.9900", "17850", "United Kingdom"),
+            ],
+            "invoice_no string, stock_code string, description string, quantity int, unit_price string, "
+            "revenue string, customer_id string, country string",
+        )
+        .withColumn("unit_price", F.col("unit_price").cast(rules.UNIT_PRICE_TYPE))
+        .withColumn("revenue", F.col("revenue").cast(rules.REVENUE_TYPE))
+        .withColumn("invoice_ts", F.lit("2010-12-01 08:26:00").cast("timestamp_ntz"))
+    )
+    raw = curated.select(*[F.col(c).alias(r) for r, c in transforms.RAW_TO_CURATED.items()])
+    result, docs = quality.validate(raw, curated, settings=quality_on, published_rows=2)
+    shutil.rmtree(docs)
+
+    (failure,) = result.critical_failures
+    assert failure.expectation == "expect_column_pair_values_to_be_equal"
+    assert failure.unexpected_count == 1
