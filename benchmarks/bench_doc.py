@@ -55,6 +55,7 @@ class BenchRun:
     problems: Sequence[str]
     machine: dict[str, str]
     versions: dict[str, str]
+    notes: Sequence[str] = ()  # e.g. the warm-up run, the bounded-heap run
 
 
 def _first_match(path: str, pattern: str) -> str | None:
@@ -206,6 +207,8 @@ def render_markdown(run: BenchRun) -> str:
         if run.problems
         else "All engines published the same rows and revenue at each scale.",
     ]
+    if run.notes:
+        parts += ["### Notes", "\n".join(f"- {note}" for note in run.notes)]
     return "\n\n".join(parts)
 
 

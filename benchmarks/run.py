@@ -138,6 +138,7 @@ def main(argv: list[str] | None = None) -> int:
             problems=disagreements,
             machine=machine_facts(),
             versions=versions(measurements),
+            notes=[n for n in notes if n.startswith(("bounded memory", "spark warm-up"))],
         )
         try:
             write_doc(args.doc, render_markdown(run))

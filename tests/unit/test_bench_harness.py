@@ -3,6 +3,7 @@ docs/benchmarks.md. No engine runs and nothing is timed: the measurements are bu
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import sys
 from decimal import Decimal
@@ -353,3 +354,17 @@ def test_the_committed_document_has_its_markers_and_heading() -> None:
 
     assert bench_doc.splice(text, "figures").count(bench_doc.BEGIN) == 1
     assert "\n## What moved which figure\n" in outside_markers(text)[1]
+
+
+def test_the_notes_of_a_run_get_a_section_of_their_own() -> None:
+    run = dataclasses.replace(
+        bench_run([measurement("duckdb", "1", 1_000, wall_s=1.0)]),
+        notes=["bounded memory: the job at scale 10 with spark.driver.memory=512m: 50.0 s"],
+    )
+
+    text = bench_doc.render_markdown(run)
+
+    assert "### Notes\n\n- bounded memory: the job at scale 10 with spark.driver.memory=512m: 50.0 s" in text
+    assert "### Notes" not in bench_doc.render_markdown(
+        bench_run([measurement("duckdb", "1", 1_000, wall_s=1.0)])
+    )
