@@ -62,7 +62,8 @@ def class_data_sharing_options(directory: str | Path) -> tuple[str, Path | None]
         if writer.isdigit() and not _alive(int(writer)):
             stale.unlink(missing_ok=True)
     writing = archive.with_name(f"{archive.stem}.{os.getpid()}.partial")
-    return f"-XX:ArchiveClassesAtExit={writing}", writing
+    # -Xlog:cds*=off: dumping lists every class it skips (signed jars, old class versions).
+    return f"-XX:ArchiveClassesAtExit={writing} -Xlog:cds*=off", writing
 
 
 def _alive(pid: int) -> bool:
