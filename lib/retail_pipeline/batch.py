@@ -13,6 +13,7 @@ quality gate, and reading it back is cheaper than building an in-memory cache of
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import shutil
@@ -288,6 +289,7 @@ def run(
     if not gate_on:
         logger.warning("The data-quality gate is off: publishing unvalidated data")
     counts: OutcomeCounts | None = None
+    make_report = functools.partial(build_report, spark, fs, run_id=run_id, inputs=inputs, output=output)
     try:
         counts = write_staging(spark, fs, inputs, settings, staging=staging, timer=timer)
         if quality is not None and quality.enabled:
@@ -300,16 +302,8 @@ def run(
             if fs.exists(published):
                 fs.rename(published, f"{staging}/curated")
             fs.delete(f"{staging}/{LINES}")
-            report = build_report(
-                spark,
-                fs,
-                run_id=run_id,
-                inputs=inputs,
-                output=output,
-                counts=counts,
-                status="succeeded",
-                durations=timer.durations,
-                quality=quality_summary,
+            report = make_report(
+                counts=counts, status="succeeded", durations=timer.durations, quality=quality_summary
             )
             fs.write_text(f"{staging}/reports/run_report.json", report.to_json())
             fs.write_text(f"{staging}/reports/runs/{run_id}.json", report.to_json())
@@ -322,16 +316,8 @@ def run(
         fs.delete(f"{staging}/{LINES}")
         fs.delete(f"{staging}/quarantine")
         quality_summary |= {"success": False, "critical_failures": failure.describe_failures()}
-        report = build_report(
-            spark,
-            fs,
-            run_id=run_id,
-            inputs=inputs,
-            output=output,
-            counts=counts,
-            status="failed_quality_gate",
-            durations=timer.durations,
-            quality=quality_summary,
+        report = make_report(
+            counts=counts, status="failed_quality_gate", durations=timer.durations, quality=quality_summary
         )
         fs.write_text(f"{staging}/reports/runs/{run_id}.json", report.to_json())
         publish.publish(fs, output, run_id)
