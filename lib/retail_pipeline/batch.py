@@ -44,6 +44,11 @@ NULL_PARTITION = "__HIVE_DEFAULT_PARTITION__"
 PUBLISHED_LINES = f"outcome={transforms.OUTCOME_PUBLISHED}/reason={NULL_PARTITION}"
 
 
+def published_lines(staging: str) -> str:
+    """The staged folder of the published lines (partitioned by month)."""
+    return f"{staging}/{LINES}/{PUBLISHED_LINES}"
+
+
 def new_run_id() -> str:
     return f"{datetime.now(UTC):%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:8]}"
 
@@ -120,8 +125,9 @@ def write_lines(lines: DataFrame, path: str) -> None:
     `spark.sql.maxConcurrentOutputFileWriters`, then it falls back to sorting), instead of
     sorting all its lines by partition first.
     """
-    published = F.col("outcome") == transforms.OUTCOME_PUBLISHED
-    month_if_published = [F.when(published, F.col(c)).alias(c) for c in transforms.PARTITION_COLUMNS]
+    month_if_published = [
+        F.when(transforms.is_published(), F.col(c)).alias(c) for c in transforms.PARTITION_COLUMNS
+    ]
     columns = [c for c in transforms.CURATED_COLUMNS if c not in transforms.PARTITION_COLUMNS]
     (
         lines.select(*columns, *month_if_published, "outcome", "reason")
@@ -157,7 +163,7 @@ def validate_run(
     from retail_pipeline import quality as gate  # Great Expectations loads only when used
 
     lines = spark.read.parquet(f"{staging}/{LINES}")
-    published = f"{staging}/{LINES}/{PUBLISHED_LINES}"
+    published = published_lines(staging)
     curated = spark.read.parquet(published) if fs.exists(published) else lines.where(F.lit(False))
     result, docs_dir = gate.validate(
         transforms.to_raw_input(lines),
@@ -235,10 +241,7 @@ def write_staging(
     """Classify and write every data line to staging in one pass, the quarantine in a second
     one when there is any; check that what was written is what was counted."""
     with timer.stage("write_staging"), balanced_splits(spark, inputs):
-        observation = Observation("outcomes")
-        classified = classify_inputs(spark, inputs, settings).observe(
-            observation, *transforms.outcome_metrics()
-        )
+        classified, observation = observed_lines(spark, inputs, settings)
         # The filter stays above the observation (it counts the header lines too).
         write_lines(classified.where(F.col("outcome") != transforms.OUTCOME_HEADER), f"{staging}/{LINES}")
         counts = outcome_counts(observation)
@@ -246,10 +249,7 @@ def write_staging(
         # Quarantine records keep each line's raw text, which the staged lines do not carry:
         # read again, only when some line was quarantined (real exports have none).
         with timer.stage("write_quarantine"), balanced_splits(spark, inputs):
-            again = Observation("outcomes_again")
-            classified = classify_inputs(spark, inputs, settings).observe(
-                again, *transforms.outcome_metrics()
-            )
+            classified, again = observed_lines(spark, inputs, settings)
             write_quarantine(transforms.to_quarantine(classified), f"{staging}/quarantine")
             if outcome_counts(again) != counts:
                 raise RuntimeError(
@@ -258,7 +258,7 @@ def write_staging(
     with timer.stage("verify"):
         check_accounting(
             counts,
-            written_published=count_parquet_rows(spark, fs, f"{staging}/{LINES}/{PUBLISHED_LINES}"),
+            written_published=count_parquet_rows(spark, fs, published_lines(staging)),
             written_quarantined=count_parquet_rows(spark, fs, f"{staging}/quarantine"),
         )
     return counts
@@ -298,9 +298,8 @@ def run(
                     spark, fs, quality=quality, counts=counts, staging=staging, run_id=run_id
                 )
         with timer.stage("publish"):
-            published = f"{staging}/{LINES}/{PUBLISHED_LINES}"
-            if fs.exists(published):
-                fs.rename(published, f"{staging}/curated")
+            if fs.exists(published_lines(staging)):
+                fs.rename(published_lines(staging), f"{staging}/curated")
             fs.delete(f"{staging}/{LINES}")
             report = make_report(
                 counts=counts, status="succeeded", durations=timer.durations, quality=quality_summary
@@ -327,6 +326,16 @@ def run(
         fs.delete(staging)
         fs.delete_if_empty(f"{output}/{publish.STAGING}")
         raise
+
+
+def observed_lines(
+    spark: SparkSession, inputs: list[InputFile], settings: BatchSettings
+) -> tuple[DataFrame, Observation]:
+    """The classified lines, counted by the action that consumes them (`outcome_counts`)."""
+    observation = Observation()
+    return classify_inputs(spark, inputs, settings).observe(
+        observation, *transforms.outcome_metrics()
+    ), observation
 
 
 def classify_inputs(spark: SparkSession, inputs: list[InputFile], settings: BatchSettings) -> DataFrame:

@@ -130,8 +130,9 @@ def test_a_wrong_revenue_is_a_critical_failure_with_its_row(
         .withColumn("revenue", F.col("revenue").cast(rules.REVENUE_TYPE))
         .withColumn("invoice_ts", F.lit("2010-12-01 08:26:00").cast("timestamp_ntz"))
     )
-    raw = curated.select(*[F.col(c).alias(r) for r, c in transforms.RAW_TO_CURATED.items()])
-    result, docs = quality.validate(raw, curated, settings=quality_on, published_rows=2)
+    result, docs = quality.validate(
+        transforms.to_raw_input(curated), curated, settings=quality_on, published_rows=2
+    )
     shutil.rmtree(docs)
 
     (failure,) = result.critical_failures
