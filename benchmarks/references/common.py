@@ -123,24 +123,20 @@ def build_result(
     engine_version: str,
     scan: InputScan,
     output: Path,
-    rows_seen: int,
-    published: int,
-    filtered: Mapping[str, int],
-    quarantined: Mapping[str, int],
-    published_revenue: Decimal,
+    counts: OutcomeGroups,
     durations_s: Mapping[str, float],
     notes: tuple[str, ...] = (),
 ) -> ReferenceResult:
     """Add the scan's set-aside lines and the lines the reader dropped to the engine's counts."""
-    rejected = scan.lines_for_reader - rows_seen
+    rejected = scan.lines_for_reader - counts.rows_seen
     if rejected < 0:
-        raise AccountingError(f"{engine} read {rows_seen:,} rows from {scan.lines_for_reader:,} lines")
-    all_quarantined = Counter(scan.set_aside_reasons) + Counter(quarantined)
+        raise AccountingError(f"{engine} read {counts.rows_seen:,} rows from {scan.lines_for_reader:,} lines")
+    all_quarantined = Counter(scan.set_aside_reasons) + Counter(counts.quarantined)
     ordered = {name: all_quarantined[name] for name in rules.QUARANTINE_REASON_NAMES if all_quarantined[name]}
     if rejected:
         ordered[REJECTED_BY_READER] = rejected
-    all_filtered = {name: int(filtered.get(name, 0)) for name in rules.FILTER_RULE_NAMES}
-    accounted = published + sum(all_filtered.values()) + sum(ordered.values())
+    all_filtered = {name: int(counts.filtered.get(name, 0)) for name in rules.FILTER_RULE_NAMES}
+    accounted = counts.published + sum(all_filtered.values()) + sum(ordered.values())
     if accounted != scan.read:
         raise AccountingError(f"{engine}: read {scan.read:,} lines but accounted for {accounted:,}")
     if scan.lone_carriage_returns:
@@ -151,10 +147,10 @@ def build_result(
         input=str(scan.path),
         output=str(output),
         read=scan.read,
-        published=published,
+        published=counts.published,
         filtered=all_filtered,
         quarantined=ordered,
-        published_revenue=published_revenue,
+        published_revenue=counts.published_revenue,
         durations_s=({"scan_input": scan.seconds} if scan.seconds is not None else {}) | dict(durations_s),
         notes=notes,
     )

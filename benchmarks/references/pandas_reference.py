@@ -183,11 +183,13 @@ def run(input_path: Path, output: Path) -> common.ReferenceResult:
         engine_version=pd.__version__,
         scan=scan,
         output=curated,
-        rows_seen=rows_seen,
-        published=table.num_rows,
-        filtered=filtered,
-        quarantined=quarantined,
-        published_revenue=Decimal(revenue).quantize(Decimal("0.0001")),
+        counts=common.OutcomeGroups(
+            rows_seen=rows_seen,
+            published=table.num_rows,
+            published_revenue=Decimal(revenue).quantize(Decimal("0.0001")),
+            filtered=filtered,
+            quarantined=quarantined,
+        ),
         durations_s=durations,
     )
 

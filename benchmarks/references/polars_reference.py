@@ -216,11 +216,7 @@ def run(input_path: Path, output: Path) -> common.ReferenceResult:
         engine_version=pl.__version__,
         scan=scan,
         output=curated,
-        rows_seen=folded.rows_seen,
-        published=folded.published,
-        filtered=folded.filtered,
-        quarantined=folded.quarantined,
-        published_revenue=folded.published_revenue,
+        counts=folded,
         durations_s={"read_classify_write": seconds},
     )
 
