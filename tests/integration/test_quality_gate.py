@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 import shutil
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
@@ -136,5 +137,7 @@ def test_a_wrong_revenue_is_a_critical_failure_with_its_row(
     shutil.rmtree(docs)
 
     (failure,) = result.critical_failures
-    assert failure.expectation == "expect_column_pair_values_to_be_equal"
+    assert failure.expectation == "expect_column_values_to_be_between"
+    assert failure.kwargs["column"] == quality.REVENUE_CHECK
     assert failure.unexpected_count == 1
+    assert failure.examples == [Decimal("88.8900")]  # revenue 99.99 - 6 x 1.85
