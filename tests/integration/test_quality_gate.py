@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 from chispa import assert_df_equality
-from pyspark.sql import SparkSession
+from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from retail_pipeline import batch, quality, rules, transforms
@@ -66,7 +66,7 @@ def test_a_warning_only_defect_publishes_and_reports_the_warning(validated_run: 
     assert "expect_column_values_to_be_in_set" in page or "values must belong to this set" in page
 
 
-def test_data_docs_list_every_expectation_of_both_suites(
+def test_data_docs_list_every_expectation_of_every_suite(
     validated_run: Path, quality_on: QualitySettings
 ) -> None:
     docs = validated_run / "reports" / "data_docs"
@@ -74,6 +74,7 @@ def test_data_docs_list_every_expectation_of_both_suites(
     suites = {
         quality.RAW_SUITE: quality.raw_suite_expectations(),
         quality.CURATED_SUITE: quality.curated_suite_expectations(quality_on, published_rows=5),
+        quality.KEYS_SUITE: quality.keys_suite_expectations(),
     }
     for name, expectations in suites.items():
         assert f"expectations/{name}.html" in index
@@ -115,29 +116,73 @@ def test_a_critical_defect_publishes_nothing(
     assert not (tmp_path / "_staging").exists()
 
 
-def test_a_wrong_revenue_is_a_critical_failure_with_its_row(
-    spark: SparkSession, quality_on: QualitySettings
-) -> None:
-    curated = (
+def curated_lines(spark: SparkSession, *rows: tuple) -> DataFrame:
+    """Curated lines from (invoice_no, stock_code, quantity, unit_price, revenue, customer_id)."""
+    return (
         spark.createDataFrame(
-            [
-                ("536365", "85123A", "HEART", 6, "2.5500", "15.3000", "17850", "United Kingdom"),
-                ("536366", "22633", "WARMER", 6, "1.8500", "99.9900", "17850", "United Kingdom"),
-            ],
-            "invoice_no string, stock_code string, description string, quantity int, unit_price string, "
-            "revenue string, customer_id string, country string",
+            rows,
+            "invoice_no string, stock_code string, quantity int, unit_price string, revenue string, "
+            "customer_id string",
         )
+        .withColumn("description", F.lit("HEART"))
         .withColumn("unit_price", F.col("unit_price").cast(rules.UNIT_PRICE_TYPE))
         .withColumn("revenue", F.col("revenue").cast(rules.REVENUE_TYPE))
         .withColumn("invoice_ts", F.lit("2010-12-01 08:26:00").cast("timestamp_ntz"))
+        .withColumn("country", F.lit("United Kingdom"))
+        .select(*[c for c in transforms.CURATED_COLUMNS if c not in transforms.PARTITION_COLUMNS])
     )
+
+
+def validate_curated(curated: DataFrame, quality_on: QualitySettings) -> quality.QualityResult:
     result, docs = quality.validate(
-        transforms.to_raw_input(curated), curated, settings=quality_on, published_rows=2
+        transforms.to_raw_input(curated), curated, settings=quality_on, published_rows=curated.count()
     )
     shutil.rmtree(docs)
+    return result
 
-    (failure,) = result.critical_failures
+
+def test_a_wrong_revenue_is_a_critical_failure_with_its_row(
+    spark: SparkSession, quality_on: QualitySettings
+) -> None:
+    curated = curated_lines(
+        spark,
+        ("536365", "85123A", 6, "2.5500", "15.3000", "17850"),
+        ("536366", "22633", 6, "1.8500", "99.9900", "17850"),
+    )
+    (failure,) = validate_curated(curated, quality_on).critical_failures
     assert failure.expectation == "expect_column_values_to_be_between"
     assert failure.kwargs["column"] == quality.REVENUE_CHECK
     assert failure.unexpected_count == 1
     assert failure.examples == [Decimal("88.8900")]  # revenue 99.99 - 6 x 1.85
+
+
+def test_a_blank_customer_id_is_a_critical_failure(spark: SparkSession, quality_on: QualitySettings) -> None:
+    curated = curated_lines(
+        spark,
+        ("536365", "85123A", 6, "2.5500", "15.3000", "17850"),
+        ("536366", "22633", 6, "1.8500", "11.1000", " "),
+    )
+    (failure,) = validate_curated(curated, quality_on).critical_failures
+    assert failure.expectation == "expect_column_values_to_not_match_regex"
+    assert failure.kwargs["column"] == "customer_id"
+    assert failure.examples == [" "]
+
+
+def test_a_repeated_invoice_line_is_a_warning_with_its_count(
+    spark: SparkSession, quality_on: QualitySettings
+) -> None:
+    line = ("536365", "85123A", 6, "2.5500", "15.3000", "17850")
+    curated = curated_lines(
+        spark,
+        line,
+        line,
+        ("536365", "22633", 6, "1.8500", "11.1000", "17850"),
+        # Different (invoice_no, stock_code) pairs that a key joined by NUL alone would confuse.
+        ("536366\u00001", "2", 6, "1.8500", "11.1000", "17850"),
+        ("536366", "1\u00002", 6, "1.8500", "11.1000", "17850"),
+    )
+    result = validate_curated(curated, quality_on)
+    assert result.success and not result.critical_failures
+    (warning,) = [w for w in result.warnings if w.suite == quality.KEYS_SUITE]
+    assert warning.expectation == "expect_column_values_to_be_unique"
+    assert warning.unexpected_count == 2  # both lines of the repeated key
