@@ -14,11 +14,11 @@ A raw line ends in exactly one of three places:
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
-from typing import Literal
+from typing import Any, Literal
 
 RAW_COLUMNS: tuple[str, ...] = (
     "InvoiceNo",
@@ -191,7 +191,17 @@ FILTER_RULE_NAMES = tuple(rule.name for rule in FILTER_RULES)
 
 _PATTERNS = {check.pattern: re.compile(check.pattern) for check in FIELD_CHECKS if check.pattern}
 _CUSTOMER_SUFFIX_RE = re.compile(CUSTOMER_ID_FLOAT_SUFFIX)
-_DATE_RES = tuple((re.compile(fmt.pattern), fmt.groups) for fmt in INVOICE_DATE_FORMATS)
+_DATETIME_PARTS = ("year", "month", "day", "hour", "minute", "second")
+# Per format: its regex and, for each of datetime's arguments, the regex group holding it
+# (0 for none: the seconds of a format without them are 0).
+_DATE_RES = tuple(
+    (
+        re.compile(fmt.pattern),
+        tuple(fmt.groups.index(part) + 1 if part in fmt.groups else 0 for part in _DATETIME_PARTS),
+    )
+    for fmt in INVOICE_DATE_FORMATS
+)
+_FOUR_PLACES = Decimal("0.0001")
 
 
 @dataclass(frozen=True)
@@ -231,19 +241,19 @@ def parse_invoice_date(value: str | None) -> datetime | None:
     """The InvoiceDate as a naive timestamp, or None if it has no accepted shape or is no date."""
     if value is None:
         return None
-    for regex, groups in _DATE_RES:
+    for regex, (year, month, day, hour, minute, second) in _DATE_RES:
         match = regex.match(value)
         if match is None:
             continue
-        parts = dict(zip(groups, (int(g) for g in match.groups()), strict=True))
+        group = match.group
         try:
             return datetime(
-                parts["year"],
-                parts["month"],
-                parts["day"],
-                parts["hour"],
-                parts["minute"],
-                parts.get("second", 0),
+                int(group(year)),
+                int(group(month)),
+                int(group(day)),
+                int(group(hour)),
+                int(group(minute)),
+                int(group(second)) if second else 0,
             )
         except ValueError:
             return None
@@ -256,20 +266,28 @@ def parse_record(record: Mapping[str, str | None]) -> InvoiceLine | str:
     Only the field checks apply here; line-level reasons (empty line, field count, quotes)
     belong to whoever split the text into fields.
     """
-    fields = {name: clean_text(record.get(name)) for name in RAW_COLUMNS}
+    fields: dict[str, str | None] = {}
+    for name in RAW_COLUMNS:  # clean_text, inlined: the streaming consumer's hot loop
+        value = record.get(name)
+        fields[name] = None if value is None else value.strip(" ") or None
+    invoice_ts: datetime | None = None
     for check in FIELD_CHECKS:
-        if not field_check_passes(check, fields[check.field]):
+        value = fields[check.field]
+        if check.kind == "invoice_date":  # parsed once, for the check and the line
+            invoice_ts = parse_invoice_date(value)
+            if invoice_ts is None:
+                return check.reason
+        elif not field_check_passes(check, value):
             return check.reason
-    invoice_ts = parse_invoice_date(fields["InvoiceDate"])
-    assert invoice_ts is not None  # narrowed by the checks above
+    assert invoice_ts is not None  # FIELD_CHECKS holds the date's check
     return InvoiceLine(
         invoice_no=fields["InvoiceNo"] or "",
         stock_code=fields["StockCode"] or "",
         description=fields["Description"],
         quantity=int(fields["Quantity"] or ""),
-        unit_price=Decimal(fields["UnitPrice"] or "").quantize(Decimal("0.0001")),
+        unit_price=Decimal(fields["UnitPrice"] or "").quantize(_FOUR_PLACES),
         invoice_ts=invoice_ts,
-        customer_id=normalize_customer_id(record.get("CustomerID")),
+        customer_id=normalize_customer_id(fields["CustomerID"]),
         country=fields["Country"] or "",
     )
 
@@ -285,13 +303,26 @@ def field_check_passes(check: FieldCheck, value: str | None) -> bool:
 
 
 def rule_matches(rule: FilterRule, line: InvoiceLine) -> bool:
-    value = getattr(line, rule.field)
+    return _rule_predicate(rule)(getattr(line, rule.field))
+
+
+def _rule_predicate(rule: FilterRule) -> Callable[[Any], bool]:
+    """A rule's test of its field's value."""
     if rule.op == "starts_with":
-        return str(value).upper().startswith(str(rule.operand).upper())
+        prefix = str(rule.operand).upper()
+        return lambda value: str(value).upper().startswith(prefix)
     if rule.op == "at_most":
-        return bool(value <= rule.operand)
+        limit = rule.operand
+        return lambda value: bool(value <= limit)
     raise ValueError(f"filter rule {rule.name!r} has an unknown op {rule.op!r}")
 
 
+# Each rule with its field and its test, built once (the streaming consumer's hot loop).
+_RULE_TESTS = tuple((rule, rule.field, _rule_predicate(rule)) for rule in FILTER_RULES)
+
+
 def first_matching_rule(line: InvoiceLine) -> FilterRule | None:
-    return next((rule for rule in FILTER_RULES if rule_matches(rule, line)), None)
+    for rule, field_name, test in _RULE_TESTS:
+        if test(getattr(line, field_name)):
+            return rule
+    return None

@@ -9,9 +9,8 @@ stream holds no second interpretation of them and other producers are checked al
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any, Final, Literal
+from typing import Any, Final, Literal, NamedTuple
 
 from retail_pipeline import rules
 from retail_pipeline.stream.body import RawRecord
@@ -32,9 +31,9 @@ class PoisonRecordError(ValueError):
     """A Kinesis record that is no payload of this pipeline; retrying cannot help."""
 
 
-@dataclass(frozen=True)
-class Classified:
-    """Where one record ends: published (with its line), filtered or quarantined (with a reason)."""
+class Classified(NamedTuple):
+    """Where one record ends: published (with its line), filtered or quarantined (with a reason).
+    (A named tuple: one is built per record, ~5x faster than a frozen dataclass.)"""
 
     outcome: Outcome
     reason: str | None
