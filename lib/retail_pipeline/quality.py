@@ -151,16 +151,9 @@ def curated_suite_expectations(settings: QualitySettings, *, published_rows: int
 
     warning = FailureSeverity.WARNING
 
-    required = (
-        "invoice_no",
-        "stock_code",
-        "quantity",
-        "unit_price",
-        "revenue",
-        "invoice_ts",
-        "customer_id",
-        "country",
-    )
+    # Every curated column but the free-text description (empty in the data set at times) and
+    # the partition columns (folder names, derived from invoice_ts).
+    required = [c for c in rules.CURATED_COLUMNS if c not in ("description", *rules.PARTITION_COLUMNS)]
     return [
         gxe.ExpectTableRowCountToEqual(value=published_rows),
         *[gxe.ExpectColumnValuesToNotBeNull(column=column) for column in required],

@@ -141,31 +141,40 @@ def validate_curated(curated: DataFrame, quality_on: QualitySettings) -> quality
     return result
 
 
-def test_a_wrong_revenue_is_a_critical_failure_with_its_row(
-    spark: SparkSession, quality_on: QualitySettings
+@pytest.mark.parametrize(
+    ("defect", "expectation", "column", "example"),
+    [
+        # revenue 99.99 where 6 x 1.85 is 11.10: the check's column holds the difference
+        (
+            ("22633", 6, "1.8500", "99.9900", "17850"),
+            "expect_column_values_to_be_between",
+            quality.REVENUE_CHECK,
+            Decimal("88.8900"),
+        ),
+        (
+            ("22633", 6, "1.8500", "11.1000", " "),
+            "expect_column_values_to_not_match_regex",
+            "customer_id",
+            " ",
+        ),
+    ],
+    ids=["wrong_revenue", "blank_customer_id"],
+)
+def test_a_critical_defect_is_named_with_its_offending_value(
+    spark: SparkSession,
+    quality_on: QualitySettings,
+    *,
+    defect: tuple,
+    expectation: str,
+    column: str,
+    example: object,
 ) -> None:
-    curated = curated_lines(
-        spark,
-        ("536365", "85123A", 6, "2.5500", "15.3000", "17850"),
-        ("536366", "22633", 6, "1.8500", "99.9900", "17850"),
-    )
+    curated = curated_lines(spark, ("536365", "85123A", 6, "2.5500", "15.3000", "17850"), ("536366", *defect))
     (failure,) = validate_curated(curated, quality_on).critical_failures
-    assert failure.expectation == "expect_column_values_to_be_between"
-    assert failure.kwargs["column"] == quality.REVENUE_CHECK
+    assert failure.expectation == expectation
+    assert failure.kwargs["column"] == column
     assert failure.unexpected_count == 1
-    assert failure.examples == [Decimal("88.8900")]  # revenue 99.99 - 6 x 1.85
-
-
-def test_a_blank_customer_id_is_a_critical_failure(spark: SparkSession, quality_on: QualitySettings) -> None:
-    curated = curated_lines(
-        spark,
-        ("536365", "85123A", 6, "2.5500", "15.3000", "17850"),
-        ("536366", "22633", 6, "1.8500", "11.1000", " "),
-    )
-    (failure,) = validate_curated(curated, quality_on).critical_failures
-    assert failure.expectation == "expect_column_values_to_not_match_regex"
-    assert failure.kwargs["column"] == "customer_id"
-    assert failure.examples == [" "]
+    assert failure.examples == [example]
 
 
 def test_a_repeated_invoice_line_is_a_warning_with_its_count(
