@@ -55,3 +55,44 @@ def test_spark_and_python_classify_every_line_alike(spark: SparkSession, path: P
             mismatches.append((row["line"], (row["outcome"], row["reason"]), (outcome, reason)))
     assert len(classified) == len(lines)
     assert mismatches == []
+
+
+def date_texts() -> list[str]:
+    """InvoiceDate texts around every range edge of both accepted shapes, and near misses."""
+    texts = [
+        f"{month}/{day}/{year} {hour}:{minute}"
+        for month in ("0", "1", "01", "2", "12", "13", "00")
+        for day in ("0", "1", "28", "29", "30", "31", "32")
+        for year in ("1000", "2010", "2012", "9999")
+        for hour in ("0", "08", "23", "24")
+        for minute in ("00", "59", "60")
+    ]
+    texts += [
+        f"{year}-{month}-{day} {hour}:{minute}:{second}"
+        for year in ("1000", "2011", "2012")
+        for month in ("00", "01", "02", "12", "13")
+        for day in ("00", "01", "29", "30", "31")
+        for hour in ("00", "23", "24")
+        for minute in ("00", "59", "60")
+        for second in ("00", "59", "60")
+    ]
+    near_misses = [
+        "12/1/2010 8:26:00", "12/1/10 8:26", "12/1/0999 8:26", "12/1/2010 8:6", "12/1/2010T8:26",
+        "12-1-2010 8:26", "123/1/2010 8:26", "12/1/2010  8:26", "12/1/2010 8:26\u0085",
+        "12/1/2010 8:26\u2028", "12/1/2010 8:26\t", "\t12/1/2010 8:26", "2011-12-09T12:50:07",
+        "2011-12-09 12:50", "2011-12-09", "2011-1-09 12:50:07", "+2011-12-09 12:50:07",
+        "2011-12-09 12:50:07Z", "2011-12-09 12:50:07.5", "２011-12-09 12:50:07", "",
+    ]
+    return texts + near_misses
+
+
+def test_spark_and_python_read_invoice_dates_alike(spark: SparkSession) -> None:
+    texts = date_texts()
+    frame = spark.createDataFrame([(text,) for text in texts], "text string")
+    rows = frame.select("text", transforms.invoice_date(frame["text"]).alias("ts")).collect()
+    mismatches = [(row.text, row.ts) for row in rows if row.ts != rules.parse_invoice_date(row.text)]
+    assert len(rows) == len(texts)
+    assert mismatches == []
+    # The grid holds real dates of both shapes, and impossible ones.
+    parsed = [row.ts for row in rows]
+    assert sum(ts is not None for ts in parsed) > 500 and sum(ts is None for ts in parsed) > 2000
