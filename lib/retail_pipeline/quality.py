@@ -204,9 +204,17 @@ class _Validator:
         self._gx = gx
         self.context = gx.get_context(mode="ephemeral")
         self.context.variables.progress_bars = ProgressBarsConfig(globally=False)
+        # GX's own views, compiling their page templates once per process (see data_docs).
+        page_view = {"module_name": "retail_pipeline.data_docs", "class_name": "PageView"}
         site = {
             "class_name": "SiteBuilder",
-            "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
+            "site_index_builder": {
+                "class_name": "DefaultSiteIndexBuilder",
+                "view": {"module_name": "retail_pipeline.data_docs", "class_name": "IndexPageView"},
+            },
+            "site_section_builders": {
+                section: {"view": page_view} for section in ("expectations", "validations", "profiling")
+            },
             "store_backend": {"class_name": "TupleFilesystemStoreBackend", "base_directory": docs_dir},
         }
         self.context.add_data_docs_site(site_name="run", site_config=cast(Any, site))
