@@ -2,9 +2,10 @@
 
 GX's site builder gives every site section (expectation suites, validation results,
 profiling) and the index a view of its own, each with its own Jinja environment, so the same
-page templates were compiled again for each: 0.5 s of Data Docs on a SCALE=1 run, ~0.3 s of
-it compiling templates. These views share one in-memory bytecode cache: 0.5 -> 0.3 s on the
-first build in a process, 0.2 s on later ones. The pages are the same.
+page templates were compiled again for each (py-spy: most of a SCALE=1 run's Data Docs time
+in Jinja's compile). These views share one in-memory bytecode cache: the first build in a
+process 0.33-0.45 s -> 0.23-0.25 s (SCALE=1 gate, measured in one process); the pages are the
+same.
 
 `quality._Validator` names these classes in its site configuration, GX's own way of choosing
 a section's view; nothing imports this module but GX, when it builds the site.
