@@ -37,17 +37,19 @@ class SharedBytecode(jinja2.BytecodeCache):
 TEMPLATES = SharedBytecode()
 
 
-class PageView(DefaultJinjaPageView):
+class _SharedTemplates:
+    """Gives a GX Jinja view (which sets up `env` in its own __init__) the shared templates."""
+
+    env: jinja2.Environment
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.env.bytecode_cache = TEMPLATES
+
+
+class PageView(_SharedTemplates, DefaultJinjaPageView):
     """GX's page view (suites, validation results) with the shared compiled templates."""
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.env.bytecode_cache = TEMPLATES
 
-
-class IndexPageView(DefaultJinjaIndexPageView):
+class IndexPageView(_SharedTemplates, DefaultJinjaIndexPageView):
     """GX's index page view with the shared compiled templates."""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.env.bytecode_cache = TEMPLATES

@@ -205,12 +205,13 @@ class _Validator:
         self.context = gx.get_context(mode="ephemeral")
         self.context.variables.progress_bars = ProgressBarsConfig(globally=False)
         # GX's own views, compiling their page templates once per process (see data_docs).
-        page_view = {"module_name": "retail_pipeline.data_docs", "class_name": "PageView"}
+        views = "retail_pipeline.data_docs"
+        page_view = {"module_name": views, "class_name": "PageView"}
         site = {
             "class_name": "SiteBuilder",
             "site_index_builder": {
                 "class_name": "DefaultSiteIndexBuilder",
-                "view": {"module_name": "retail_pipeline.data_docs", "class_name": "IndexPageView"},
+                "view": {"module_name": views, "class_name": "IndexPageView"},
             },
             "site_section_builders": {
                 section: {"view": page_view} for section in ("expectations", "validations", "profiling")

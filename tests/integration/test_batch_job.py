@@ -12,10 +12,11 @@ from chispa import assert_df_equality
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from retail_pipeline import batch, rules
+from retail_pipeline import batch, rules, transforms
 from retail_pipeline.config import BatchSettings, QualitySettings
-from retail_pipeline.inputs import InputError
+from retail_pipeline.inputs import InputError, inspect_inputs
 from retail_pipeline.report import RunReport
+from retail_pipeline.storage import HadoopFileSystem
 from tests.conftest import BAD_INPUT_CSV, SAMPLE_CSV
 
 pytestmark = pytest.mark.integration
@@ -248,12 +249,12 @@ def test_the_staged_write_parses_each_line_once(spark: SparkSession, tmp_path: P
     """The plan the job writes holds one CSV parse. With the header filter under the
     observation instead, the optimizer inlines the parse into the filter: from_csv 28 times,
     the write 4-5x slower. A plan check, not a timing."""
-    from retail_pipeline.inputs import inspect_inputs
-    from retail_pipeline.storage import HadoopFileSystem
-
     inputs = inspect_inputs(HadoopFileSystem(spark), str(SAMPLE_CSV), encoding="utf-8")
-    lines, _ = batch.data_lines(spark, inputs, settings(SAMPLE_CSV, tmp_path))
+    job = settings(SAMPLE_CSV, tmp_path)
+    lines, _ = batch.data_lines(spark, inputs, job)
     assert optimized_plan(lines).count("from_csv(") == 1
     # Without the observation between them, the same filter parses each line many times.
-    unobserved = batch.classify_inputs(spark, inputs, settings(SAMPLE_CSV, tmp_path))
-    assert optimized_plan(unobserved.where(F.col("outcome") != "header")).count("from_csv(") > 1
+    unobserved = batch.classify_inputs(spark, inputs, job).where(
+        F.col("outcome") != transforms.OUTCOME_HEADER
+    )
+    assert optimized_plan(unobserved).count("from_csv(") > 1
