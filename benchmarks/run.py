@@ -16,6 +16,7 @@ import os
 import platform
 import re
 import shlex
+import shutil
 import subprocess
 import sys
 import time
@@ -30,12 +31,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench_doc import BenchRun, machine_facts, render_markdown, versions, write_doc  # noqa: E402
 from harness import (  # noqa: E402
+    EngineFailed,
     Measurement,
     check_agreement,
     engine_env,
     render_memory,
     render_table,
     run_engine,
+    run_measured,
 )
 
 from retail_pipeline import synthetic  # noqa: E402
@@ -89,6 +92,31 @@ def bounded_heap_check(measurements: list[Measurement], heap: str, work: Path) -
     )
 
 
+def spark_floor(measurements: list[Measurement], work: Path) -> list[str]:
+    """Time benchmarks/spark_floor.py (the plainest Spark job of the same shape: no line
+    accounting, quarantine or quality gate) at each scale the job ran, in a fresh process."""
+    notes = []
+    for job in (m for m in measurements if m.engine == "spark"):
+        duckdb = next((m for m in measurements if m.engine == "duckdb" and m.scale == job.scale), None)
+        output = work / f"floor_{job.scale}"
+        shutil.rmtree(output, ignore_errors=True)
+        command = [sys.executable, str(REPO_ROOT / "benchmarks" / "spark_floor.py")]
+        command += ["--input", job.input, "--output", str(output)]
+        try:
+            wall, _, _ = run_measured(command, log=work / f"floor_{job.scale}.log", env=engine_env())
+        except EngineFailed as error:
+            notes.append(f"spark floor at scale {job.scale} FAILED: {error}")
+            continue
+        ratio = f", {wall / duckdb.wall_s:.1f}x DuckDB" if duckdb else ""
+        notes.append(
+            f"spark floor at scale {job.scale} (benchmarks/spark_floor.py: Spark's CSV reader -> "
+            f"the rules -> partitioned Parquet; no line accounting, quarantine or quality gate): "
+            f"{wall:.1f} s{ratio} (the job: {job.wall_s:.1f} s)"
+        )
+        shutil.rmtree(output, ignore_errors=True)
+    return notes
+
+
 def machine() -> str:
     load = os.getloadavg()[0]
     return f"{platform.node()}: {os.cpu_count()} cores, Python {platform.python_version()}, load {load:.1f}"
@@ -140,6 +168,8 @@ def main(argv: list[str] | None = None) -> int:
                 notes.append(spark_stages(measurements[-1], work))
     if "spark" in args.engines and args.small_heap:
         notes.append(bounded_heap_check(measurements, args.small_heap, Path(args.work)))
+    if "spark" in args.engines:
+        notes += spark_floor(measurements, Path(args.work))
     records, seconds = measure_rule_throughput(SAMPLE)
     notes.append(f"streaming consumer rules: {records / seconds:,.0f} records/s on one core")
     print()
@@ -161,7 +191,7 @@ def main(argv: list[str] | None = None) -> int:
             problems=disagreements,
             machine=machine_facts(),
             versions=versions(measurements),
-            notes=[n for n in notes if n.startswith(("bounded memory", "spark warm-up"))],
+            notes=[n for n in notes if n.startswith(("bounded memory", "spark warm-up", "spark floor"))],
         )
         try:
             write_doc(args.doc, render_markdown(run))

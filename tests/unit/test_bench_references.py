@@ -123,3 +123,14 @@ def test_date_patterns_translate_to_strptime() -> None:
     formats = {f.name: common.strptime_format(f.spark_pattern) for f in rules.INVOICE_DATE_FORMATS}
 
     assert formats == {"month_day_year": "%m/%d/%Y %H:%M", "iso": "%Y-%m-%d %H:%M:%S"}
+
+
+def test_the_spark_floor_publishes_what_the_job_does_on_clean_input(spark, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    from benchmarks import spark_floor
+
+    rows = spark_floor.run(spark, str(SAMPLE_CSV), str(tmp_path / "floor"))
+
+    written = spark.read.parquet(str(tmp_path / "floor"))
+    assert rows == written.count() == 9_853
+    assert written.agg({"revenue": "sum"}).first()[0] == Decimal("184239.8300")
+    assert sorted(written.columns) == sorted(rules.CURATED_COLUMNS)
