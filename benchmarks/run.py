@@ -12,6 +12,7 @@ time nothing.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
 import re
@@ -92,10 +93,11 @@ def bounded_heap_check(measurements: list[Measurement], heap: str, work: Path) -
     )
 
 
-def spark_floor(job: Measurement, work: Path) -> float | str:
+def spark_floor(job: Measurement, work: Path) -> tuple[float, int] | str:
     """Time benchmarks/spark_floor.py (the plainest Spark job of the same shape: no line
     accounting, quarantine or quality gate) on the job's input, in a fresh process, right
-    after the job (the machine's speed drifts): its wall seconds, or why it failed."""
+    after the job (the machine's speed drifts): its wall seconds and published rows, or why
+    it failed."""
     output = work / "spark_floor"
     shutil.rmtree(output, ignore_errors=True)
     command = [sys.executable, str(REPO_ROOT / "benchmarks" / "spark_floor.py")]
@@ -106,10 +108,11 @@ def spark_floor(job: Measurement, work: Path) -> float | str:
         return f"FAILED: {error}"
     finally:
         shutil.rmtree(output, ignore_errors=True)
-    return wall
+    result = (work / "spark_floor.log").read_text().strip().splitlines()[-1]
+    return wall, int(json.loads(result)["published"])
 
 
-def floor_note(job: Measurement, floor: float | str, measurements: list[Measurement]) -> str:
+def floor_note(job: Measurement, floor: tuple[float, int] | str, measurements: list[Measurement]) -> str:
     what = (
         f"spark floor at scale {job.scale} (benchmarks/spark_floor.py, run right after the job: "
         "Spark's CSV reader -> the rules -> partitioned Parquet; no line accounting, quarantine "
@@ -117,9 +120,13 @@ def floor_note(job: Measurement, floor: float | str, measurements: list[Measurem
     )
     if isinstance(floor, str):
         return f"{what}: {floor}"
+    wall, published = floor
     duckdb = next((m for m in measurements if m.engine == "duckdb" and m.scale == job.scale), None)
-    ratio = f", {floor / duckdb.wall_s:.1f}x DuckDB" if duckdb else ""
-    return f"{what}: {floor:.1f} s{ratio} (the job: {job.wall_s:.1f} s)"
+    ratio = f", {wall / duckdb.wall_s:.1f}x DuckDB" if duckdb else ""
+    return (
+        f"{what}: {wall:.1f} s{ratio}, {published:,} rows published "
+        f"(the job: {job.wall_s:.1f} s, {job.published:,} rows)"
+    )
 
 
 def machine() -> str:
@@ -156,7 +163,7 @@ def main(argv: list[str] | None = None) -> int:
     started_utc = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     started, load_before = time.perf_counter(), os.getloadavg()
     measurements: list[Measurement] = []
-    floors: list[tuple[Measurement, float | str]] = []
+    floors: list[tuple[Measurement, tuple[float, int] | str]] = []
     notes = [machine()]
     if "spark" in args.engines:
         # Untimed: the first local run writes the JVM's class-data-sharing archive

@@ -368,3 +368,16 @@ def test_the_notes_of_a_run_get_a_section_of_their_own() -> None:
     assert "### Notes" not in bench_doc.render_markdown(
         bench_run([measurement("duckdb", "1", 1_000, wall_s=1.0)])
     )
+
+
+def test_the_floor_note_puts_the_floor_beside_duckdb_and_the_job() -> None:
+    import run
+
+    job = measurement("spark", "10", 5_000, wall_s=40.0)
+    duckdb = measurement("duckdb", "10", 5_000, wall_s=10.0)
+
+    note = run.floor_note(job, (25.0, 4_990), [job, duckdb])
+
+    assert note.startswith("spark floor at scale 10 ")
+    assert note.endswith(": 25.0 s, 2.5x DuckDB, 4,990 rows published (the job: 40.0 s, 4,990 rows)")
+    assert run.floor_note(job, "FAILED: exited 1", [job]).endswith("quality gate): FAILED: exited 1")
