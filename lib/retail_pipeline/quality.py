@@ -83,17 +83,20 @@ class ExpectationOutcome:
     kwargs: dict[str, Any]
     severity: str
     success: bool
-    unexpected_count: int | None = None
+    unexpected_count: int | None = None  # lines that failed a column check
+    observed_value: Any = None  # what a table check saw (a row count, the column list)
     examples: list[Any] = field(default_factory=list)
 
     def key(self) -> str:
         return json.dumps([self.expectation, self.kwargs], sort_keys=True, default=str)
 
     def describe(self) -> str:
-        target = self.kwargs.get("column") or self.kwargs.get("column_list") or self.kwargs.get("description")
-        text = f"{self.suite}.{self.expectation}({target or ''})"
+        target = self.kwargs.get("column") or ", ".join(f"{k}={v}" for k, v in self.kwargs.items())
+        text = f"{self.suite}.{self.expectation}({target})"
         if self.unexpected_count is not None:
             text += f": {self.unexpected_count:,} unexpected"
+        elif self.observed_value is not None:
+            text += f": observed {self.observed_value}"
         if self.examples:
             text += f", e.g. {self.examples}"
         return text
@@ -257,7 +260,8 @@ def _outcomes(suite: str, result: Any) -> list[ExpectationOutcome]:
                 kwargs={k: v for k, v in config.kwargs.items() if k not in ("batch_id", "value_set")},
                 severity=_severity(config),
                 success=bool(item.success),
-                unexpected_count=details.get("unexpected_count", details.get("observed_value")),
+                unexpected_count=details.get("unexpected_count"),
+                observed_value=details.get("observed_value"),
                 examples=list(examples or [])[:5],
             )
         )

@@ -195,3 +195,20 @@ def test_a_repeated_invoice_line_is_a_warning_with_its_count(
     (warning,) = [w for w in result.warnings if w.suite == quality.KEYS_SUITE]
     assert warning.expectation == "expect_column_values_to_be_unique"
     assert warning.unexpected_count == 2  # both lines of the repeated key
+
+
+def test_a_wrong_row_count_is_named_with_the_count_seen(
+    spark: SparkSession, quality_on: QualitySettings
+) -> None:
+    curated = curated_lines(spark, ("536365", "85123A", 6, "2.5500", "15.3000", "17850"))
+    result, docs = quality.validate(
+        transforms.to_raw_input(curated), curated, settings=quality_on, published_rows=2
+    )
+    shutil.rmtree(docs)
+
+    (failure,) = result.critical_failures
+    assert failure.expectation == "expect_table_row_count_to_equal"
+    assert (failure.observed_value, failure.unexpected_count) == (1, None)
+    expected = "curated_invoice_lines.expect_table_row_count_to_equal(value=2): observed 1"
+    assert failure.describe() == expected
+    assert QualityGateError(result).describe_failures() == [failure.describe()]
