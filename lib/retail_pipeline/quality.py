@@ -19,8 +19,9 @@ small input is mostly their fixed cost, so the aim is fewer, shared jobs):
   suites run side by side in three threads, overlapping GX's Python work and small jobs.
 - The curated suite runs BOOLEAN_ONLY: fetching unexpected values costs one more Spark job
   per expectation even when asking for none; the expectations that failed run again, in a
-  small suite of their own, for their counts and a few offending values. The raw and keys
-  suites run BASIC without values (counts only: the keys warning fails on all real data).
+  small suite of their own, for their counts and a few offending values; a passed one gets
+  the count its success implies (`_counted_pass`). The raw and keys suites run BASIC without
+  values (counts only: the keys warning fails on all real data).
 - GX does not cache the batch (see `_Validator.prepare`); it reads the staged Parquet.
 (No query expectations: GX runs each query twice, and registers every batch as the same temp
 view, which suites in parallel would share.)
@@ -36,7 +37,7 @@ import os
 import tempfile
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime
 from typing import Any, cast
 
@@ -268,6 +269,19 @@ def _outcomes(suite: str, result: Any) -> list[ExpectationOutcome]:
     return outcomes
 
 
+def _counted_pass(outcome: ExpectationOutcome) -> ExpectationOutcome:
+    """A passed BOOLEAN_ONLY outcome with the count its success implies (GX returns none in
+    that format): 0 unexpected for a column check that allows none (no `mostly`), the
+    expected row count for the row-count check. Anything else is left as it is."""
+    if not outcome.success:
+        return outcome
+    if "column" in outcome.kwargs and outcome.kwargs.get("mostly") in (None, 1, 1.0):
+        return replace(outcome, unexpected_count=outcome.unexpected_count or 0)
+    if outcome.expectation == "expect_table_row_count_to_equal":
+        return replace(outcome, observed_value=outcome.kwargs["value"])
+    return outcome
+
+
 def validate(
     raw: DataFrame,
     curated: DataFrame,
@@ -311,7 +325,7 @@ def validate(
         raw_result, result, keys_result = (run.result() for run in runs)
     lap("suites")
     outcomes = _outcomes(RAW_SUITE, raw_result)
-    curated_outcomes = _outcomes(CURATED_SUITE, result)
+    curated_outcomes = [_counted_pass(o) for o in _outcomes(CURATED_SUITE, result)]
     failed_ids = {item.expectation_config.id for item in result.results if not item.success}
     if failed_ids:
         failed = [copy.copy(e) for e in suite.expectations if e.id in failed_ids]

@@ -58,6 +58,12 @@ def test_a_warning_only_defect_publishes_and_reports_the_warning(validated_run: 
     assert len(country) == 1 and not country[0]["success"] and country[0]["severity"] == "warning"
     assert country[0]["unexpected_count"] == 1
     assert any("expect_column_values_to_be_in_set(country): 1 unexpected" in w for w in result["warnings"])
+    # Every curated check has its count, the passed ones too (run without GX's counts).
+    curated = [e for e in result["expectations"] if e["suite"] == quality.CURATED_SUITE]
+    passed_columns = [e for e in curated if e["success"] and "column" in e["kwargs"]]
+    assert len(passed_columns) == 14 and {e["unexpected_count"] for e in passed_columns} == {0}
+    (row_count,) = [e for e in curated if e["expectation"] == "expect_table_row_count_to_equal"]
+    assert row_count["success"] and row_count["observed_value"] == report["published"]
     # The raw suite sees the malformed lines before quarantine, as a warning.
     raw_shape = [e for e in result["expectations"] if e["kwargs"].get("column") == "InvoiceNo"]
     assert raw_shape[0]["success"] is False and raw_shape[0]["severity"] == "warning"
