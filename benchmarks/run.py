@@ -98,18 +98,18 @@ def spark_floor(job: Measurement, work: Path) -> tuple[float, int] | str:
     accounting, quarantine or quality gate) on the job's input, in a fresh process, right
     after the job (the machine's speed drifts): its wall seconds and published rows, or why
     it failed."""
-    output = work / "spark_floor"
+    output, result = work / "spark_floor", work / "spark_floor.json"
     shutil.rmtree(output, ignore_errors=True)
+    result.unlink(missing_ok=True)
     command = [sys.executable, str(REPO_ROOT / "benchmarks" / "spark_floor.py")]
-    command += ["--input", job.input, "--output", str(output)]
+    command += ["--input", job.input, "--output", str(output), "--result-json", str(result)]
     try:
         wall, _, _ = run_measured(command, log=work / "spark_floor.log", env=engine_env())
     except EngineFailed as error:
         return f"FAILED: {error}"
     finally:
         shutil.rmtree(output, ignore_errors=True)
-    result = (work / "spark_floor.log").read_text().strip().splitlines()[-1]
-    return wall, int(json.loads(result)["published"])
+    return wall, int(json.loads(result.read_text())["published"])
 
 
 def floor_note(job: Measurement, floor: tuple[float, int] | str, measurements: list[Measurement]) -> str:

@@ -9,7 +9,7 @@ nothing is quarantined), no trimming, no per-outcome counts, no staging, no qual
 report. What the job does on top of it (every line accounted for, a reason for each
 malformed one, the Great Expectations gate before publishing) costs the difference.
 
-    PYTHONPATH=lib python benchmarks/spark_floor.py --input FILE --output DIR
+    PYTHONPATH=lib python benchmarks/spark_floor.py --input FILE --output DIR [--result-json F]
 """
 
 from __future__ import annotations
@@ -70,6 +70,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--input", required=True)
     parser.add_argument("--output", required=True)
     parser.add_argument("--config", default=str(REPO_ROOT / "configs" / "local.yaml"))
+    parser.add_argument("--result-json", type=Path, help="also write the result here")
     args = parser.parse_args(argv)
     spark_settings = load_config(args.config).spark
     spark = get_spark(
@@ -82,7 +83,10 @@ def main(argv: list[str] | None = None) -> int:
         rows = run(spark, str(Path(args.input).resolve()), str(Path(args.output).resolve()))
     finally:
         spark.stop()
-    print(json.dumps({"published": rows}))
+    result = json.dumps({"published": rows})
+    print(result)
+    if args.result_json:
+        args.result_json.write_text(result)
     return 0
 
 
