@@ -78,6 +78,7 @@ def main(argv: list[str] | None = None) -> int:
         master=spark_settings.master,
         conf=spark_settings.conf,
         class_data_sharing=spark_settings.class_data_sharing,
+        jit_c1_only=spark_settings.jit_c1_only,
     )
     try:
         rows = run(spark, str(Path(args.input).resolve()), str(Path(args.output).resolve()))

@@ -62,6 +62,7 @@ def run_batch(args: argparse.Namespace) -> int:
         master=config.spark.master,
         conf=config.spark.conf,
         class_data_sharing=config.spark.class_data_sharing,
+        jit_c1_only=config.spark.jit_c1_only,
     )
     session_start = time.perf_counter() - started
     try:

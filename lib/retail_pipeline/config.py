@@ -9,6 +9,7 @@ Secrets Manager).
 from __future__ import annotations
 
 import dataclasses
+import re
 import types
 import typing
 from collections.abc import Mapping
@@ -25,6 +26,10 @@ DEFAULT_CONFIG = REPO_ROOT / "configs" / "local.yaml"
 S3_SCHEMES = ("s3://", "s3a://", "s3n://")
 
 
+# A HotSpot compiler-directive method pattern: the JVM refuses to start on one it cannot parse.
+JIT_METHOD_PATTERN = re.compile(r"[A-Za-z0-9_$*]+(/[A-Za-z0-9_$*]+)*\.[A-Za-z0-9_$*<>]+")
+
+
 class ConfigError(ValueError):
     """The configuration cannot be used; the message names the file and the key."""
 
@@ -38,6 +43,18 @@ class SparkSettings:
     # Local runs only: a folder for the JVM's class-data-sharing archive of Spark's classes
     # (session.class_data_sharing_options); optional, None turns it off.
     class_data_sharing: str | None = None
+    # Local runs only: methods the JIT compiles with C1 alone, never C2, as HotSpot's
+    # compiler-directive patterns, package/Class.method with * wildcards
+    # (session.c1_only_options); optional.
+    jit_c1_only: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        for pattern in self.jit_c1_only:
+            if not JIT_METHOD_PATTERN.fullmatch(pattern):
+                raise ConfigError(
+                    f"'spark.jit_c1_only': {pattern!r} is not a method pattern like "
+                    "org/codehaus/janino/*.* (package/Class.method, * as a wildcard)"
+                )
 
 
 @dataclass(frozen=True)

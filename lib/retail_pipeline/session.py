@@ -8,7 +8,8 @@ import logging
 import os
 import shutil
 import subprocess
-from collections.abc import Mapping
+import tempfile
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from pyspark import SparkContext
@@ -66,6 +67,24 @@ def class_data_sharing_options(directory: str | Path) -> tuple[str, Path | None]
     return f"-XX:ArchiveClassesAtExit={writing} -Xlog:cds*=off", writing
 
 
+def c1_only_directives(patterns: Sequence[str]) -> str:
+    """HotSpot compiler directives (JSON) under which methods matching `patterns` are compiled
+    by C1 only: the JIT marks them not compilable by C2 and compiles them at C1's full
+    optimization instead.
+
+    For code a job runs per query, closure or lambda rather than per row, such as Spark's
+    closure cleaner reading class files with ASM and Janino compiling the generated Java:
+    their methods are huge, so C2 spends tenths of a second on each (four of ASM's
+    `ClassReader.readCode` alone during a SCALE=1 quality gate), CPU a short local job on
+    two cores never earns back (configs/local.yaml has the figures)."""
+    return json.dumps([{"match": list(patterns), "c2": {"Exclude": True}}], indent=1)
+
+
+def c1_only_options(directives: Path) -> str:
+    """JVM options that load the compiler directives in the file `directives`."""
+    return f"-XX:+UnlockDiagnosticVMOptions -XX:CompilerDirectivesFile={directives}"
+
+
 def _alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -117,26 +136,41 @@ def get_spark(
     master: str | None = None,
     conf: Mapping[str, str] | None = None,
     class_data_sharing: str | None = None,
+    jit_c1_only: Sequence[str] = (),
 ) -> SparkSession:
     """The session for a job. `master` is None unless a local config names one: spark-submit,
     EMR and Glue decide it otherwise. On Glue and EMR this returns the platform's session with
-    `conf` applied where Spark allows it at runtime. `class_data_sharing` (a folder) applies
-    to a local master only, and only when this process starts the JVM."""
+    `conf` applied where Spark allows it at runtime. `class_data_sharing` (a folder) and
+    `jit_c1_only` (method patterns, see c1_only_directives) apply to a local master only, and
+    only when this process starts the JVM."""
+    global _writing_archive
     builder = SparkSession.builder.appName(app_name)
     if master:
         builder = builder.master(master)
     conf = dict(conf or {})
-    if (
-        class_data_sharing and master and master.startswith("local") and SparkContext._gateway is None  # noqa: SLF001 - this process has no JVM yet
-    ):
-        global _writing_archive
-        options, _writing_archive = class_data_sharing_options(class_data_sharing)
+    jvm_options: list[str] = []
+    directives: Path | None = None
+    if master and master.startswith("local") and SparkContext._gateway is None:  # noqa: SLF001 - this process has no JVM yet
+        if class_data_sharing:
+            options, _writing_archive = class_data_sharing_options(class_data_sharing)
+            jvm_options.append(options)
+        if jit_c1_only:
+            handle, name = tempfile.mkstemp(prefix="retail-pipeline-jit-", suffix=".json")
+            with os.fdopen(handle, "w") as file:
+                file.write(c1_only_directives(jit_c1_only))
+            directives = Path(name)
+            jvm_options.append(c1_only_options(directives))
+    if jvm_options:
         key = "spark.driver.extraJavaOptions"
-        conf[key] = f"{conf[key]} {options}" if conf.get(key) else options
+        conf[key] = " ".join([conf[key], *jvm_options] if conf.get(key) else jvm_options)
     runtime_conf = {**DEFAULT_CONF, **conf, **REQUIRED_CONF}
     for key, value in runtime_conf.items():
         builder = builder.config(key, value)
-    spark = builder.getOrCreate()
+    try:
+        spark = builder.getOrCreate()
+    finally:
+        if directives is not None:  # read once, while the JVM starts
+            directives.unlink(missing_ok=True)
     # A platform's ready-made session (Glue, EMR notebooks) ignores the builder's settings.
     for key in (*DEFAULT_CONF, *REQUIRED_CONF):
         spark.conf.set(key, runtime_conf[key])
