@@ -37,8 +37,8 @@ def spark() -> Iterator:
     from retail_pipeline.session import get_spark
 
     # The local config's JIT settings: the suite runs hundreds of small jobs, where C2's
-    # compile work is the cost those settings cut (full suite 287.6 / 314.0 s without them,
-    # 261.9 / 264.3 s with them, on the 2-core machine).
+    # compile work is the cost those settings cut. Full suite on the 2-core machine, runs one
+    # after the other: 287.6 s without them -> 261.9 / 264.3 s with them; 370.8 -> 294.6 s.
     local = load_config().spark
     session = get_spark(
         "retail-pipeline-tests",
