@@ -34,21 +34,9 @@ RAW_SCHEMA = ", ".join(f"{name} STRING" for name in rules.RAW_COLUMNS)
 
 
 def published(raw: DataFrame) -> DataFrame:
-    """The curated columns of the lines the rules publish (malformed values are null and
-    dropped, not quarantined)."""
-    quantity = F.col("Quantity").cast("int")
-    unit_price = F.col("UnitPrice").cast(rules.UNIT_PRICE_TYPE)
-    typed = raw.select(
-        F.col("InvoiceNo").alias("invoice_no"),
-        F.col("StockCode").alias("stock_code"),
-        F.col("Description").alias("description"),
-        quantity.alias("quantity"),
-        unit_price.alias("unit_price"),
-        (quantity * unit_price).cast(rules.REVENUE_TYPE).alias("revenue"),
-        transforms.invoice_date(F.col("InvoiceDate")).alias("invoice_ts"),
-        F.coalesce(F.col("CustomerID"), F.lit(rules.UNKNOWN_CUSTOMER)).alias("customer_id"),
-        F.col("Country").alias("country"),
-    ).withColumns({"invoice_year": F.year("invoice_ts"), "invoice_month": F.month("invoice_ts")})
+    """The curated columns of the lines the rules publish, typed by the job's own
+    `transforms.type_fields` (malformed values are null and dropped, not quarantined)."""
+    typed = raw.select(F.struct(*rules.RAW_COLUMNS).alias(transforms.CLEAN)).transform(transforms.type_fields)
     required = ["invoice_no", "stock_code", "quantity", "unit_price", "invoice_ts", "country"]
     keep = reduce(lambda a, b: a & b, [F.col(c).isNotNull() for c in required])
     for rule in rules.FILTER_RULES:
