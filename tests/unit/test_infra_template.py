@@ -9,11 +9,13 @@ import re
 from pathlib import Path
 from typing import Any
 
+import boto3
 import pyarrow as pa
 import pytest
 from cfnlint import api as cfn_lint
 from cfnlint.decode import decode
 
+from retail_pipeline import catalog
 from retail_pipeline.packaging import LAMBDA_ZIP
 from retail_pipeline.stream.objects import CURATED_SCHEMA
 from retail_pipeline.stream.settings import IngestSettings, ProcessSettings, QuerySettings
@@ -150,23 +152,67 @@ def glue_type(field: pa.Field) -> str:
     return {pa.string(): "string", pa.int32(): "int", pa.timestamp("us"): "timestamp"}[kind]
 
 
-def test_the_catalog_table_is_the_curated_schema_with_projected_partitions(template: dict) -> None:
+def test_the_catalog_table_is_the_curated_schema_with_registered_partitions(template: dict) -> None:
     table = of_type(template, "AWS::Glue::Table")["CuratedTable"]["TableInput"]
     columns = [(c["Name"], c["Type"]) for c in table["StorageDescriptor"]["Columns"]]
     assert columns == [(field.name, glue_type(field)) for field in CURATED_SCHEMA]
     keys = [key["Name"] for key in table["PartitionKeys"]]
-    assert keys == ["invoice_year", "invoice_month"]
-    parameters = table["Parameters"]
-    assert parameters["projection.enabled"] == "true"
+    assert tuple(keys) == catalog.PARTITION_KEYS
+    # With projection on, Athena would ignore the partitions the job points at its versions.
+    assert not [name for name in table["Parameters"] if name.startswith(("projection.", "storage.location"))]
     location = table["StorageDescriptor"]["Location"]["Fn::Sub"]
     job = of_type(template, "AWS::Glue::Job")["BatchJob"]
     assert location == job["DefaultArguments"]["--output"]["Fn::Sub"] + "/curated/"
-    expected = location + "/".join(f"{key}=${{!{key}}}" for key in keys) + "/"
-    assert parameters["storage.location.template"]["Fn::Sub"] == expected
-    for key in keys:
-        low, high = (int(bound) for bound in parameters[f"projection.{key}.range"].split(","))
-        assert parameters[f"projection.{key}.type"] == "integer" and low <= high
-    assert (low, high) == (1, 12)
+
+
+def test_the_glue_job_is_told_the_catalog_table_whose_partitions_it_switches(template: dict) -> None:
+    arguments = of_type(template, "AWS::Glue::Job")["BatchJob"]["DefaultArguments"]
+    (table,) = of_type(template, "AWS::Glue::Table").values()
+    assert arguments["--incremental"] == "true"
+    assert arguments["--catalog-database"] == {"Ref": "CatalogDatabase"} == table["DatabaseName"]
+    assert arguments["--catalog-table"] == table["TableInput"]["Name"]
+
+
+def client_operations(module: Any, client: str, service: str) -> set[str]:
+    """The API operations a module calls on a client it names `client` (methods and paginators)."""
+    source = Path(module.__file__).read_text()
+    methods = re.findall(rf'\b{client}\.(?:get_paginator\("(\w+)"\)|(?!get_paginator\b)(\w+))', source)
+    mapping = boto3.client(service, region_name="us-east-1").meta.method_to_api_mapping
+    return {mapping[paginated or called] for paginated, called in methods}
+
+
+def test_the_glue_job_role_may_make_every_catalog_call_on_that_table_only(template: dict) -> None:
+    role = of_type(template, "AWS::IAM::Role")["GlueJobRole"]
+    (switch,) = [s for s in statements(role) if any(a.startswith("glue:") for a in s["Action"])]
+    granted = {action.removeprefix("glue:") for action in switch["Action"]}
+    called = client_operations(catalog, "glue", "glue")
+    assert called == {
+        "GetTable",
+        "GetPartitions",
+        "BatchCreatePartition",
+        "BatchUpdatePartition",
+        "BatchDeletePartition",
+    }
+    assert called <= granted
+    table = of_type(template, "AWS::Glue::Table")["CuratedTable"]["TableInput"]["Name"]
+    arns = [resource["Fn::Sub"].rpartition(":")[2] for resource in switch["Resource"]]
+    assert arns == ["catalog", "database/${CatalogDatabase}", f"table/${{CatalogDatabase}}/{table}"]
+
+
+def test_the_glue_job_role_may_list_write_and_delete_the_curated_versions(template: dict) -> None:
+    role = of_type(template, "AWS::IAM::Role")["GlueJobRole"]
+    granted = statements(role)
+    versions = f"batch/{catalog.VERSIONS_DIR}"
+    (listing,) = [s for s in granted if s.get("Sid") == "ListCuratedVersions"]
+    assert listing["Action"] == "s3:ListBucket"
+    assert listing["Condition"]["StringLike"]["s3:prefix"] == [f"{versions}/*", versions]
+    (objects,) = [s for s in granted if s.get("Sid") == "WriteCuratedVersions"]
+    assert set(objects["Action"]) == {"s3:GetObject", "s3:PutObject", "s3:DeleteObject"}
+    assert objects["Resource"] == {"Fn::Sub": f"${{CuratedBucket.Arn}}/{versions}/*"}
+    assert client_operations(catalog, "s3", "s3") == {
+        "ListObjectsV2",
+        "DeleteObjects",
+    }  # ListBucket, DeleteObject
 
 
 def test_the_glue_job_is_glue_5_scheduled_and_runs_one_at_a_time(template: dict) -> None:
