@@ -86,10 +86,18 @@ def test_money_is_exact_text_never_exponent_form() -> None:
 def test_curated_tables_have_the_curated_types() -> None:
     line = records.classify(GOOD).line
     assert line is not None
-    table = curated_table([line])
+    source = "s3://lake/streamed/curated/invoice_year=2010/invoice_month=12/batch-shardId-0-49.parquet"
+    table = curated_table([line], source_file=source, run_id="batch-shardId-0-49")
     assert table.schema == CURATED_SCHEMA
+    # The batch job's curated columns, in its order, partition columns aside (folder names).
+    assert table.column_names == [c for c in rules.CURATED_COLUMNS if c not in rules.PARTITION_COLUMNS]
     assert table.schema.field("invoice_ts").type == pa.timestamp("us")  # no time zone: timestamp_ntz
-    assert table.to_pylist()[0]["revenue"] == Decimal("15.3000")
+    row = table.to_pylist()[0]
+    assert (row["revenue"], row["source_file"], row["run_id"]) == (
+        Decimal("15.3000"),
+        source,
+        "batch-shardId-0-49",
+    )
 
 
 def test_an_item_reads_as_plain_json_with_lines_in_arrival_order() -> None:

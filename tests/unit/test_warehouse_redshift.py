@@ -17,10 +17,13 @@ from retail_pipeline.warehouse import (
     WarehouseInputError,
     files,
     load_parquet_files,
+    load_run,
     merge,
     redshift,
 )
-from retail_pipeline.warehouse.files import DataFile, copy_manifest
+from retail_pipeline.warehouse.dialects import column_check
+from retail_pipeline.warehouse.files import DataFile, RunSummary, copy_manifest
+from retail_pipeline.warehouse.model import FACT_SALES, TABLES
 
 ROLE = "arn:aws:iam::123456789012:role/retail-copy"
 URL = f"redshift://loader:pw@cluster.example:5439/dev?iam_role={ROLE}"
@@ -29,6 +32,9 @@ FILES = [
     DataFile(f"{CURATED}/part-00000-a.c000.snappy.parquet", 1234, 6000),
     DataFile(f"{CURATED}/part-00001-b.c000.snappy.parquet", 987, 3853),
 ]
+SOURCES = ("s3://retail-bucket/incoming/2010-12-01.csv", "s3://retail-bucket/incoming/2010-12-02.csv")
+# An existing warehouse: each table with the model's columns.
+TABLE_COLUMNS = {column_check(table): (len(table.columns), len(table.columns)) for table in TABLES}
 
 
 class FakeRedshiftError(Exception):
@@ -38,9 +44,10 @@ class FakeRedshiftError(Exception):
 class FakeConnection:
     """Records every statement; answers the loader's few queries like a loaded cluster."""
 
-    def __init__(self, fail_on: str | None) -> None:
+    def __init__(self, fail_on: str | None, columns: dict[str, tuple[int, int]]) -> None:
         self.log: list[str] = []
         self.fail_on = fail_on
+        self.columns = columns
         self.autocommit = True
         self._row: tuple[Any, ...] | None = None
 
@@ -51,9 +58,11 @@ class FakeConnection:
         self.log.append(sql)
         if self.fail_on and sql.startswith(self.fail_on):
             raise FakeRedshiftError(f"{self.fail_on} failed\nDETAIL: injected")
-        self._row = None
-        if sql.startswith("SELECT COUNT(*), SUM(revenue)"):
-            self._row = (9853, Decimal("184239.83"), 6, 12, 35, 7, 14)
+        self._row = self.columns.get(sql)
+        if sql.startswith("SELECT COUNT(*), MAX("):  # staged rows, longest text of each column
+            self._row = (9853, 6, 12, 35, 7, 14, 43, 25)
+        elif sql == merge.SALES_SUMMARY:
+            self._row = (9853, Decimal("184239.83"))
         elif sql.startswith("SELECT COUNT(*) FROM"):
             self._row = (0,)
         elif sql == merge.DATE_KEY_RANGES[0]:
@@ -77,11 +86,11 @@ class FakeConnection:
 @pytest.fixture
 def cluster(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
     """A fake redshift_connector and S3: what was connected to, sent, and written."""
-    state: dict[str, Any] = {"fail_on": None, "written": {}}
+    state: dict[str, Any] = {"fail_on": None, "written": {}, "columns": dict(TABLE_COLUMNS)}
 
     def connect(**settings: Any) -> FakeConnection:
         state["settings"] = settings
-        state["connection"] = FakeConnection(state["fail_on"])
+        state["connection"] = FakeConnection(state["fail_on"], state["columns"])
         return state["connection"]
 
     module = types.SimpleNamespace(connect=connect, Error=FakeRedshiftError)
@@ -142,11 +151,55 @@ def test_a_redshift_load_is_one_transaction_of_copy_and_the_shared_merge(cluster
     copy = load.index(redshift.copy_statement(manifest_url, ROLE))
     assert all(s.startswith("CREATE TEMPORARY TABLE") for s in load[1:copy])
     assert load[copy + 1] == merge.prepare_sales("run-1")
-    merge_sql = merge.merge_statements(())
+    merge_sql = merge.merge_statements(merge.Replaces(invoices=True))
     first = load.index(merge_sql[0])
     assert load[first : first + len(merge_sql)] == merge_sql
-    assert all(s.startswith("DROP TABLE IF EXISTS stage_") for s in load[-4:])
+    assert all(s.startswith("DROP TABLE IF EXISTS stage_") for s in load[-len(merge.STAGING_TABLES) :])
     assert (result.rows, result.files) == (9853, 2)
+
+
+def test_a_redshift_run_load_replaces_the_runs_sources_with_the_lines_it_published(
+    cluster: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    report = RunSummary(
+        run_id="20101202T060000Z-0a1b2c3d",
+        status=files.SUCCEEDED,
+        published=9853,
+        published_revenue=Decimal("184239.83"),
+        sources=SOURCES,
+        curated_partitions=("invoice_year=2010/invoice_month=12",),
+        source="s3://retail-bucket/output/reports/run_report.json",
+    )
+    monkeypatch.setattr(files, "read_run_report", lambda output, path: report)
+    monkeypatch.setattr(files, "partition_files", lambda output, partitions: [f.path for f in FILES])
+
+    result = load_run(URL, "s3://retail-bucket/output")
+
+    log = cluster["connection"].log
+    load = log[log.index("<commit>") + 1 : -2]
+    manifest_url = f"s3://retail-bucket/output/_warehouse_manifests/{report.run_id}.manifest"
+    copy = load.index(redshift.copy_statement(manifest_url, ROLE))
+    # The run's sources are staged beside the files; only the run's lines go on from them.
+    assert load[copy + 1 : copy + 3] == [
+        *merge.stage_sources(SOURCES),
+        merge.prepare_sales(report.run_id, run_id=report.run_id),
+    ]
+    assert merge.SALES_OUTSIDE_SOURCES in load[copy + 1 :]
+    merge_sql = merge.merge_statements(merge.Replaces(sources=True))
+    first = load.index(merge_sql[0])
+    assert load[first : first + len(merge_sql)] == merge_sql
+    assert not any("invoice_no IN" in s or "date_key BETWEEN" in s for s in load if s.startswith("DELETE"))
+    assert (result.rows, result.revenue, result.files) == (9853, Decimal("184239.83"), 2)
+
+
+def test_a_warehouse_made_by_an_older_model_is_refused_before_anything_is_staged(
+    cluster: dict[str, Any],
+) -> None:
+    cluster["columns"][column_check(FACT_SALES)] = (12, 12)  # fact_sales without source_file
+    with pytest.raises(WarehouseInputError, match="fact_sales has 12 columns, 12 of the 13"):
+        load_parquet_files(URL, [f.path for f in FILES], batch_id="run-1")
+    log = cluster["connection"].log
+    assert "<commit>" not in log and not any(s.startswith("COPY") for s in log)
 
 
 def test_a_failed_copy_rolls_back_and_commits_nothing(cluster: dict[str, Any]) -> None:

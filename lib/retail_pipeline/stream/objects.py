@@ -1,8 +1,8 @@
 """The consumer's S3 objects: curated Parquet per batch and month, and dead letters per batch.
 
 Curated objects have exactly the batch job's curated columns and types (the partition columns
-are in the key, as Spark writes them), so the warehouse loader takes streamed and batch files
-alike:
+are in the key, as Spark writes them; the schema is the warehouse loader's `CURATED_SCHEMA`),
+so the loader takes streamed and batch files alike:
 
     <curated prefix>/invoice_year=YYYY/invoice_month=M/batch-<shard id>-<sequence number>.parquet
     <dead-letter prefix>/arrival_date=YYYY-MM-DD/batch-<shard id>-<sequence number>.jsonl
@@ -11,6 +11,10 @@ The sequence number in a key is that of the first record the object holds. A bat
 from its first unfinished record, so a retry writes the same keys again (overwriting) and never
 a second copy; keying each object by its own first record, not the batch's, keeps that true
 when Lambda bisects a failing batch that spans several months.
+
+Lineage, as the batch job's lines carry it: a line's `source_file` is its object's own URI
+(s3://bucket/key: stable, since a retry rewrites the same key), its `run_id` the batch's id,
+batch-<shard id>-<sequence number of the batch's first published line>.
 """
 
 from __future__ import annotations
@@ -27,22 +31,7 @@ import pyarrow.parquet as pq
 
 from retail_pipeline import rules
 from retail_pipeline.stream.body import RawRecord
-
-# The curated contract of transforms.CURATED_COLUMNS without the partition columns. Spark reads
-# a timestamp without time zone (isAdjustedToUTC=false) as TIMESTAMP_NTZ.
-CURATED_SCHEMA = pa.schema(
-    [
-        pa.field("invoice_no", pa.string()),
-        pa.field("stock_code", pa.string()),
-        pa.field("description", pa.string()),
-        pa.field("quantity", pa.int32()),
-        pa.field("unit_price", pa.decimal128(12, 4)),
-        pa.field("revenue", pa.decimal128(23, 4)),
-        pa.field("invoice_ts", pa.timestamp("us")),
-        pa.field("customer_id", pa.string()),
-        pa.field("country", pa.string()),
-    ]
-)
+from retail_pipeline.warehouse.files import CURATED_SCHEMA
 
 
 @dataclass(frozen=True)
@@ -62,7 +51,7 @@ class DeadLetter:
     record: RawRecord
 
 
-def curated_table(lines: Sequence[rules.InvoiceLine]) -> pa.Table:
+def curated_table(lines: Sequence[rules.InvoiceLine], *, source_file: str, run_id: str) -> pa.Table:
     columns = {
         "invoice_no": [line.invoice_no for line in lines],
         "stock_code": [line.stock_code for line in lines],
@@ -73,8 +62,16 @@ def curated_table(lines: Sequence[rules.InvoiceLine]) -> pa.Table:
         "invoice_ts": [line.invoice_ts for line in lines],
         "customer_id": [line.customer_id for line in lines],
         "country": [line.country for line in lines],
+        "source_file": [source_file] * len(lines),
+        "run_id": [run_id] * len(lines),
     }
     return pa.Table.from_pydict(columns, schema=CURATED_SCHEMA)
+
+
+def batch_id(shard_id: str, published: Sequence[PublishedLine]) -> str:
+    """The run_id of a batch's lines: the same when the whole batch is retried (after an S3
+    error), so the retry's objects are byte for byte the first attempt's."""
+    return f"batch-{shard_id}-{published[0].sequence_number}"
 
 
 def write_curated(
@@ -86,12 +83,17 @@ def write_curated(
         months.setdefault((item.line.invoice_ts.year, item.line.invoice_ts.month), []).append(item)
     keys = []
     for (year, month), items in sorted(months.items()):
-        buffer = io.BytesIO()
-        pq.write_table(curated_table([item.line for item in items]), buffer, compression="snappy")
         object_key = (
             f"{prefix}/invoice_year={year}/invoice_month={month}/"
             f"batch-{shard_id}-{items[0].sequence_number}.parquet"
         )
+        table = curated_table(
+            [item.line for item in items],
+            source_file=f"s3://{bucket}/{object_key}",
+            run_id=batch_id(shard_id, published),
+        )
+        buffer = io.BytesIO()
+        pq.write_table(table, buffer, compression="snappy")
         s3.put_object(Bucket=bucket, Key=object_key, Body=buffer.getvalue())
         keys.append(object_key)
     return keys

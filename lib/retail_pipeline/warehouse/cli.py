@@ -1,9 +1,11 @@
-"""`python -m retail_pipeline load [--warehouse URL] [--output DIR] [--run-report FILE]`
+"""`python -m retail_pipeline load [--warehouse URL] [--output DIR] [--run-report FILE | --all]`
 
-Loads the batch run that <output>/reports/run_report.json describes. The warehouse defaults to
-$RETAIL_WAREHOUSE_URL, else the embedded DuckDB file <output>/warehouse.duckdb. Arguments the
-job does not know (Glue's --JOB_NAME, ...) are logged and ignored. Exit codes: 0 loaded,
-1 the load failed and was rolled back, 2 bad arguments or input.
+Loads the batch run that <output>/reports/run_report.json describes (a run that found nothing
+new loads nothing), or with --all every line the output holds (a first load or a rebuild). The
+warehouse defaults to $RETAIL_WAREHOUSE_URL, else the embedded DuckDB file
+<output>/warehouse.duckdb. Arguments the job does not know (Glue's --JOB_NAME, ...) are logged
+and ignored. Exit codes: 0 loaded (or nothing to load), 1 the load failed and was rolled back,
+2 bad arguments or input.
 """
 
 from __future__ import annotations
@@ -14,7 +16,8 @@ import os
 import sys
 
 from retail_pipeline.warehouse.errors import WarehouseError, WarehouseInputError
-from retail_pipeline.warehouse.loader import LoadResult, load_run
+from retail_pipeline.warehouse.files import NOTHING_NEW
+from retail_pipeline.warehouse.loader import LoadResult, load_output, load_run
 
 logger = logging.getLogger(__name__)
 
@@ -34,8 +37,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--output", help="the batch job's output folder (default: the config's batch.output)")
     parser.add_argument("--config", help="YAML settings file, for the default output folder")
-    parser.add_argument(
+    which = parser.add_mutually_exclusive_group()
+    which.add_argument(
         "--run-report", help="a run report to load (default: <output>/reports/run_report.json)"
+    )
+    which.add_argument(
+        "--all",
+        action="store_true",
+        help="load every line the output holds, each source file replacing its lines (a new"
+        " warehouse, or one rebuilt after its tables were dropped)",
     )
     return parser
 
@@ -58,6 +68,8 @@ def default_warehouse(output: str) -> str:
 
 
 def render_summary(result: LoadResult) -> str:
+    if result.status == NOTHING_NEW:
+        return f"Nothing to load into {result.warehouse}: run {result.batch_id} found no new input"
     rows = [
         ("batch", result.batch_id),
         ("files", f"{result.files:,}"),
@@ -81,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         output = args.output or default_output(args.config)
         url = args.warehouse or default_warehouse(output)
-        result = load_run(url, output, run_report=args.run_report)
+        result = load_output(url, output) if args.all else load_run(url, output, run_report=args.run_report)
     except WarehouseError as error:
         logger.error("%s", error)
         print(f"error: {error}", file=sys.stderr)

@@ -87,3 +87,14 @@ def schema_ddl(dialect: Dialect) -> list[str]:
         statements.append(create_table(table, dialect))
         statements += create_indexes(table, dialect)
     return statements
+
+
+def column_check(table: Table) -> str:
+    """One row: the columns the existing table has, and how many of them the model names; both
+    are the model's count when the table is the model's (a table made by an older model is not)."""
+    names = ", ".join(f"'{name}'" for name in table.column_names)
+    return (
+        f"SELECT COUNT(*), SUM(CASE WHEN column_name IN ({names}) THEN 1 ELSE 0 END)\n"
+        "FROM information_schema.columns\n"
+        f"WHERE table_schema = CURRENT_SCHEMA() AND table_name = '{table.name}'"
+    )

@@ -20,20 +20,31 @@ from pyarrow import fs as pafs
 
 from retail_pipeline.warehouse.errors import WarehouseInputError
 
-# The curated files' contract (what `retail_pipeline.batch` writes), in the files' column order.
+# The curated files' contract, in the files' column order: what `retail_pipeline.batch` writes
+# (rules.CURATED_COLUMNS less the partition columns, which are folder names) and what the
+# stream consumer writes (`stream.objects` uses this schema). Spark reads a timestamp without
+# time zone (isAdjustedToUTC=false) as TIMESTAMP_NTZ.
 CURATED_SCHEMA = pa.schema(
     [
-        ("invoice_no", pa.string()),
-        ("stock_code", pa.string()),
-        ("description", pa.string()),
-        ("quantity", pa.int32()),
-        ("unit_price", pa.decimal128(12, 4)),
-        ("revenue", pa.decimal128(23, 4)),
-        ("invoice_ts", pa.timestamp("us")),
-        ("customer_id", pa.string()),
-        ("country", pa.string()),
+        pa.field("invoice_no", pa.string()),
+        pa.field("stock_code", pa.string()),
+        pa.field("description", pa.string()),
+        pa.field("quantity", pa.int32()),
+        pa.field("unit_price", pa.decimal128(12, 4)),
+        pa.field("revenue", pa.decimal128(23, 4)),
+        pa.field("invoice_ts", pa.timestamp("us")),
+        pa.field("customer_id", pa.string()),
+        pa.field("country", pa.string()),
+        pa.field("source_file", pa.string()),  # the input file's URI: the unit a run replaces
+        pa.field("run_id", pa.string()),  # the run that published the line
     ]
 )
+# Run statuses: a run that published its sources' lines, and an incremental run that found
+# nothing new (it published nothing; its load changes nothing).
+SUCCEEDED = "succeeded"
+NOTHING_NEW = "nothing_new"
+# Where the loader writes beside an output (Spark skips folders starting with _).
+MANIFEST_FOLDER = "_warehouse_manifests"
 
 
 @dataclass(frozen=True)
@@ -48,10 +59,12 @@ class RunSummary:
     """What the loader needs from a run report (report.RunReport's JSON)."""
 
     run_id: str
-    published: int
+    status: str
+    published: int  # the run's lines: those of `sources`, each with run_id = this run's
     published_revenue: Decimal
-    curated_partitions: tuple[str, ...]
-    source: str
+    sources: tuple[str, ...]  # the source files whose lines the run replaced
+    curated_partitions: tuple[str, ...]  # the months it rewrote (with other sources' lines too)
+    source: str  # the report's URI
 
 
 def resolve(path: str) -> tuple[pafs.FileSystem, str, str]:
@@ -87,12 +100,20 @@ def write_text(path: str, text: str) -> None:
 def read_run_report(output_dir: str, run_report: str | None = None) -> RunSummary:
     path = run_report or join(output_dir, "reports", "run_report.json")
     _, _, uri = resolve(path)
+    text = read_text(path)
     try:
-        data: dict[str, Any] = json.loads(read_text(path))
+        data: dict[str, Any] = json.loads(text)
+        if "run_id" in data and "sources" not in data:
+            raise WarehouseInputError(
+                f"run report {uri} lists no sources: it predates the lines' source_file;"
+                " run the batch job again to load its output"
+            )
         return RunSummary(
             run_id=str(data["run_id"]),
+            status=str(data["status"]),
             published=int(data["published"]),
             published_revenue=Decimal(str(data["published_revenue"])),
+            sources=tuple(str(s) for s in data["sources"]),
             curated_partitions=tuple(str(p) for p in data["curated_partitions"]),
             source=uri,
         )
@@ -100,18 +121,25 @@ def read_run_report(output_dir: str, run_report: str | None = None) -> RunSummar
         raise WarehouseInputError(f"run report {uri} is not a batch run report: {error!r}") from None
 
 
-def partition_months(partitions: Sequence[str]) -> list[tuple[int, int]]:
-    """ "invoice_year=2010/invoice_month=12" -> (2010, 12)."""
-    months = []
-    for partition in partitions:
-        try:
-            values = dict(part.split("=", 1) for part in partition.strip("/").split("/"))
-            months.append((int(values["invoice_year"]), int(values["invoice_month"])))
-        except (ValueError, KeyError):
-            raise WarehouseInputError(
-                f"curated partition {partition!r} is not invoice_year=/invoice_month="
-            ) from None
-    return months
+def curated_partitions(output_dir: str) -> list[str]:
+    """Every month folder of the output's curated data ("invoice_year=2010/invoice_month=12")."""
+    years = _folders(join(output_dir, "curated"), "invoice_year=")
+    return sorted(
+        f"{year}/{month}"
+        for year in years
+        for month in _folders(join(output_dir, "curated", year), "invoice_month=")
+    )
+
+
+def _folders(folder: str, prefix: str) -> list[str]:
+    filesystem, inner, uri = resolve(folder)
+    try:
+        infos = filesystem.get_file_info(pafs.FileSelector(inner, recursive=False))
+    except (FileNotFoundError, OSError):
+        raise WarehouseInputError(f"curated folder {uri} is missing") from None
+    return [
+        i.base_name for i in infos if i.type == pafs.FileType.Directory and i.base_name.startswith(prefix)
+    ]
 
 
 def partition_files(output_dir: str, partitions: Sequence[str]) -> list[str]:

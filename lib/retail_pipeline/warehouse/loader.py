@@ -1,12 +1,13 @@
-"""Loading a batch of curated Parquet into the warehouse: idempotent and all-or-nothing.
+"""Loading curated Parquet into the warehouse: idempotent and all-or-nothing.
 
-    create the model's tables when missing                       (own transaction)
+    create the model's tables when missing; check existing ones are the model's (own transaction)
     BEGIN; lock; create staging; stage the files; stage_sales    (one transaction ...)
-    check: staged rows = the files' rows, text fits, revenue = the run report's
-    merge: replace the batch's lines, refresh touched dims, mart, calendar
+    check: staged rows = the files' rows, text fits; a run's lines = its report's, revenue too
+    merge: replace the load's lines, refresh touched dims, mart, calendar
     COMMIT                                                       (... or ROLLBACK on any error)
 
-Loading the same batch again replaces its lines with themselves: the tables end identical.
+A batch run's load replaces exactly what the run replaced: the lines of its sources (input
+files). Loading the same run again replaces its lines with themselves: the tables end identical.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ import pyarrow as pa
 from retail_pipeline.logs import set_run_id
 from retail_pipeline.warehouse import dates, files, merge
 from retail_pipeline.warehouse.backends import DuckDBWarehouse, PostgresWarehouse, Warehouse
-from retail_pipeline.warehouse.dialects import schema_ddl
+from retail_pipeline.warehouse.dialects import column_check, schema_ddl
 from retail_pipeline.warehouse.errors import WarehouseError, WarehouseInputError, first_line
 from retail_pipeline.warehouse.model import STAGE_LINES, TABLES
 from retail_pipeline.warehouse.urls import WarehouseTarget, parse_warehouse_url
@@ -37,15 +38,32 @@ class LoadResult:
     batch_id: str
     warehouse: str  # the URL, password masked
     files: int
-    rows: int  # lines staged and inserted into fact_sales
+    rows: int  # lines inserted into fact_sales
     revenue: Decimal  # their revenue
-    replaced_rows: int  # fact lines deleted (the earlier versions of the batch's invoices/months)
+    replaced_rows: int  # fact lines deleted (the earlier versions of the load's sources/invoices)
     table_rows: Mapping[str, int] = field(default_factory=dict)  # every table, after the load
     durations_s: Mapping[str, float] = field(default_factory=dict)  # stage, merge, total
+    status: str = "loaded"  # or files.NOTHING_NEW: the run had nothing new, nothing was loaded
 
     @property
     def rows_per_second(self) -> float:
         return self.rows / self.durations_s["total"] if self.durations_s.get("total") else 0.0
+
+
+@dataclass(frozen=True)
+class LoadPlan:
+    """What one load stages, inserts and replaces."""
+
+    batch_id: str  # the load's id: in logs, errors and the Redshift manifest's name
+    replaces: merge.Replaces
+    line_batch_id: str | None  # every inserted line's batch_id; None: each line's own run_id
+    run: files.RunSummary | None = None  # a run's load: only its lines, checked against its report
+
+    def sources(self) -> list[str]:
+        """Statements that fill stage_sources once the files are staged."""
+        if self.run is not None:
+            return merge.stage_sources(self.run.sources)
+        return [merge.SOURCES_OF_STAGE] if self.replaces.sources else []
 
 
 def connect(target: WarehouseTarget, *, manifest_dir: str | None = None) -> Warehouse:
@@ -67,26 +85,54 @@ def check_files_reachable(target: WarehouseTarget, data_files: Sequence[files.Da
 
 
 def load_run(warehouse_url: str, output_dir: str, *, run_report: str | None = None) -> LoadResult:
-    """Load one batch run: the curated partitions its report lists, as `load_parquet_files`,
-    replacing those months whole. Reads <output_dir>/reports/run_report.json by default."""
+    """Load one batch run as its report describes it: replace every fact line of the run's
+    sources with the lines the run published (the rows of its curated partitions that carry its
+    run_id; the partitions also hold other sources' lines, which stay as they are loaded).
+    Reads <output_dir>/reports/run_report.json by default. A run that found nothing new loads
+    nothing and succeeds."""
     target = parse_warehouse_url(warehouse_url)
     report = files.read_run_report(output_dir, run_report)
     set_run_id(report.run_id)
+    if report.status == files.NOTHING_NEW:
+        logger.info("Run %s found nothing new: nothing to load into %s", report.run_id, target.display)
+        return LoadResult(
+            batch_id=report.run_id,
+            warehouse=target.display,
+            files=0,
+            rows=0,
+            revenue=Decimal(0),
+            replaced_rows=0,
+            status=files.NOTHING_NEW,
+        )
+    if report.status != files.SUCCEEDED:
+        raise WarehouseInputError(
+            f"run {report.run_id} published nothing (status {report.status}): nothing to load"
+        )
+    try:
+        merge.check_batch_id(report.run_id)
+        merge.stage_sources(report.sources)
+    except ValueError as error:
+        raise WarehouseInputError(f"run report {report.source}: {error}") from None
     described = files.describe_files(files.partition_files(output_dir, report.curated_partitions))
     rows = sum(f.rows for f in described)
-    if rows != report.published:
+    if rows < report.published:
         raise WarehouseInputError(
-            f"the curated partitions of run {report.run_id} hold {rows:,} rows, not the {report.published:,}"
-            " it published: a later run replaced some; load that run's report instead"
+            f"the curated partitions of run {report.run_id} hold {rows:,} rows, fewer than the"
+            f" {report.published:,} it published: a later run replaced some; load the later run's report"
         )
-    return _load(
-        target,
-        described,
-        batch_id=report.run_id,
-        replace_months=files.partition_months(report.curated_partitions),
-        expected_revenue=report.published_revenue,
-        manifest_dir=files.join(output_dir, "_warehouse_manifests"),
-    )
+    plan = LoadPlan(report.run_id, merge.Replaces(sources=True), line_batch_id=report.run_id, run=report)
+    return _load(target, described, plan, manifest_dir=files.join(output_dir, files.MANIFEST_FOLDER))
+
+
+def load_output(warehouse_url: str, output_dir: str) -> LoadResult:
+    """Load every line the output's curated folder holds, each source file replacing its lines:
+    a new warehouse's first load, or a rebuild. A line's batch_id is the run that published it,
+    so the tables end as loading each run's report in turn would have left them. (A source no
+    line is left of, in the output, keeps the lines it has in the warehouse.)"""
+    target = parse_warehouse_url(warehouse_url)
+    described = files.describe_files(files.partition_files(output_dir, files.curated_partitions(output_dir)))
+    plan = LoadPlan("all", merge.Replaces(sources=True), line_batch_id=None)
+    return _load(target, described, plan, manifest_dir=files.join(output_dir, files.MANIFEST_FOLDER))
 
 
 def load_parquet_files(
@@ -104,21 +150,21 @@ def load_parquet_files(
         merge.check_batch_id(batch_id)
     except ValueError as error:
         raise WarehouseInputError(str(error)) from None
-    return _load(
-        target, files.describe_files(parquet_files), batch_id=batch_id, replace_months=replace_months
+    plan = LoadPlan(
+        batch_id, merge.Replaces(invoices=True, months=tuple(replace_months)), line_batch_id=batch_id
     )
+    return _load(target, files.describe_files(parquet_files), plan)
 
 
 def _load(
     target: WarehouseTarget,
     data_files: Sequence[files.DataFile],
+    plan: LoadPlan,
     *,
-    batch_id: str,
-    replace_months: Sequence[tuple[int, int]],
-    expected_revenue: Decimal | None = None,
     manifest_dir: str | None = None,
 ) -> LoadResult:
     started = time.perf_counter()
+    batch_id = plan.batch_id
     logger.info("Loading batch %s (%d files) into %s", batch_id, len(data_files), target.display)
     check_files_reachable(target, data_files)
     warehouse = connect(target, manifest_dir=manifest_dir)
@@ -126,10 +172,9 @@ def _load(
         warehouse.begin()
         for statement in schema_ddl(warehouse.dialect):
             warehouse.execute(statement)
+        _check_tables(warehouse)
         warehouse.commit()
-        result = _load_in_transaction(
-            warehouse, data_files, batch_id=batch_id, replace_months=replace_months, expected=expected_revenue
-        )
+        result = _load_in_transaction(warehouse, data_files, plan)
     except (*warehouse.errors, OSError, pa.ArrowException) as error:  # the driver's, or reading a file
         _rollback(warehouse)
         raise WarehouseError(
@@ -157,13 +202,20 @@ def _rollback(warehouse: Warehouse) -> None:
         warehouse.rollback()
 
 
+def _check_tables(warehouse: Warehouse) -> None:
+    """Tables made by an older model (CREATE TABLE IF NOT EXISTS leaves them) stop the load."""
+    for table in TABLES:
+        present, known = (int(n or 0) for n in warehouse.query_one(column_check(table)))
+        if present != len(table.columns) or known != len(table.columns):
+            raise WarehouseInputError(
+                f"the warehouse's {table.name} has {present} columns, {known} of the {len(table.columns)}"
+                f" the model has ({', '.join(table.column_names)}): an older version made it;"
+                " drop the warehouse's tables and load the whole output (load --all)"
+            )
+
+
 def _load_in_transaction(
-    warehouse: Warehouse,
-    data_files: Sequence[files.DataFile],
-    *,
-    batch_id: str,
-    replace_months: Sequence[tuple[int, int]],
-    expected: Decimal | None,
+    warehouse: Warehouse, data_files: Sequence[files.DataFile], plan: LoadPlan
 ) -> LoadResult:
     started = time.perf_counter()
     warehouse.begin()
@@ -171,12 +223,15 @@ def _load_in_transaction(
         warehouse.execute(warehouse.dialect.lock)
     for statement in merge.create_staging(warehouse.dialect):
         warehouse.execute(statement)
-    warehouse.stage(data_files, batch_id=batch_id)
-    warehouse.execute(merge.prepare_sales(batch_id))
-    rows, revenue = _check_stage(warehouse, data_files, expected_revenue=expected)
+    warehouse.stage(data_files, batch_id=plan.batch_id)
+    for statement in plan.sources():
+        warehouse.execute(statement)
+    run_id = plan.run.run_id if plan.run else None
+    warehouse.execute(merge.prepare_sales(plan.line_batch_id, run_id=run_id))
+    rows, revenue = _check_stage(warehouse, data_files, run=plan.run)
     staged = time.perf_counter()
     fact_before = int(warehouse.query_one("SELECT COUNT(*) FROM fact_sales")[0])
-    for statement in merge.merge_statements(replace_months):
+    for statement in merge.merge_statements(plan.replaces):
         warehouse.execute(statement)
     ranges = [key for sql in merge.DATE_KEY_RANGES for key in warehouse.query_one(sql)]
     years = dates.years_to_cover(ranges)
@@ -187,7 +242,7 @@ def _load_in_transaction(
         warehouse.execute(statement)
     warehouse.commit()
     return LoadResult(
-        batch_id=batch_id,
+        batch_id=plan.batch_id,
         warehouse="",
         files=len(data_files),
         rows=rows,
@@ -202,24 +257,39 @@ def _load_in_transaction(
 
 
 def _check_stage(
-    warehouse: Warehouse, data_files: Sequence[files.DataFile], *, expected_revenue: Decimal | None
+    warehouse: Warehouse, data_files: Sequence[files.DataFile], *, run: files.RunSummary | None
 ) -> tuple[int, Decimal]:
-    """What was staged is what the files hold, fits the tables, and (for a run) has the
-    revenue the run reported. Any failure rolls the load back."""
-    count, revenue, *lengths = warehouse.query_one(merge.stage_summary(warehouse.dialect))
-    rows, revenue = int(count), Decimal(revenue or 0)
+    """What was staged is what the files hold and fits the tables; for a run, the lines it
+    inserts are the run's: as many as it published, of its sources, with its revenue. Any
+    failure rolls the load back. Returns the lines to insert and their revenue."""
+    count, *lengths = warehouse.query_one(merge.stage_summary(warehouse.dialect))
     expected_rows = sum(f.rows for f in data_files)
-    if rows != expected_rows:
-        raise WarehouseError(f"staged {rows:,} rows but the files hold {expected_rows:,}: rolled back")
+    if int(count) != expected_rows:
+        raise WarehouseError(f"staged {int(count):,} rows but the files hold {expected_rows:,}: rolled back")
     text_columns = [c for c in STAGE_LINES.columns if c.max_bytes is not None]
     for col, longest in zip(text_columns, lengths, strict=True):
         if longest is not None and col.max_bytes is not None and int(longest) > col.max_bytes:
             raise WarehouseError(
                 f"a {col.name} of {int(longest)} bytes does not fit the warehouse's {col.type}: rolled back"
             )
-    if expected_revenue is not None and revenue != expected_revenue:
+    lines, revenue_sum = warehouse.query_one(merge.SALES_SUMMARY)
+    rows, revenue = int(lines), Decimal(revenue_sum or 0)
+    if run is None:
+        return rows, revenue
+    if rows != run.published:
+        raise WarehouseInputError(
+            f"the curated partitions hold {rows:,} lines of run {run.run_id}, not the {run.published:,}"
+            " it published: a later run replaced some of its sources; load the later run's report"
+            " instead (rolled back)"
+        )
+    outside = int(warehouse.query_one(merge.SALES_OUTSIDE_SOURCES)[0])
+    if outside:
         raise WarehouseError(
-            f"staged revenue {revenue} differs from the run's published revenue {expected_revenue}:"
+            f"{outside:,} lines of run {run.run_id} come from sources its report does not list: rolled back"
+        )
+    if revenue != run.published_revenue:
+        raise WarehouseError(
+            f"the run's staged revenue {revenue} differs from its published revenue {run.published_revenue}:"
             " rolled back"
         )
     return rows, revenue

@@ -11,19 +11,27 @@ Nothing relies on constraints (Redshift does not enforce keys): the scope of eve
 the scope of the matching insert.
 
 One load, inside one transaction:
-    stage_lines   <- the batch's Parquet rows (COPY / read_parquet, by the backend)
-    stage_sales   <- stage_lines with line_no, date_key and batch_id
+    stage_lines   <- the files' Parquet rows (COPY / read_parquet, by the backend)
+    stage_sources <- a batch run's sources (the input files whose lines it replaced), or for a
+                     whole-output load every source in stage_lines
+    stage_sales   <- stage_lines (a run's: those it published) with line_no, date_key, batch_id
     stage_touched <- the product, customer, day and country of every line replaced or added
-    fact_sales    -  lines of every invoice in the batch (and of every month replaced whole)
+    fact_sales    -  the lines the load replaces (`Replaces`): a batch run's, those of its
+                     sources; a stream batch's, those of its invoices (and of months named)
     fact_sales    +  stage_sales
     dim_product, dim_customer, sales_daily: rows of the touched keys recomputed from fact_sales
     dim_date      +  the missing days of every year the sales touch
+
+A batch run replaces whole source files, so a run load deletes by source_file only: an
+invoice's lines from other sources (or a stream) and the rest of its months stay. Any split of
+the input into runs, loaded run by run, leaves the tables one run over all of it would.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 from retail_pipeline.warehouse.dialects import Dialect, create_table
 from retail_pipeline.warehouse.model import (
@@ -31,6 +39,7 @@ from retail_pipeline.warehouse.model import (
     CUSTOMER_ID,
     DIM_DATE,
     FACT_SALES,
+    SOURCE_FILE,
     STAGE_LINES,
     STOCK_CODE,
     Table,
@@ -40,10 +49,12 @@ from retail_pipeline.warehouse.model import (
 STAGE_SALES = Table("stage_sales", FACT_SALES.columns, distkey="invoice_no")
 STAGE_TOUCHED = Table("stage_touched", (STOCK_CODE, CUSTOMER_ID, column("date_key", "INTEGER"), COUNTRY))
 STAGE_DATES = Table("stage_dates", DIM_DATE.columns)
-STAGING_TABLES = (STAGE_LINES, STAGE_SALES, STAGE_TOUCHED, STAGE_DATES)
+STAGE_SOURCES = Table("stage_sources", (SOURCE_FILE,))
+STAGING_TABLES = (STAGE_SOURCES, STAGE_LINES, STAGE_SALES, STAGE_TOUCHED, STAGE_DATES)
 
-# The line key: a line's ordinal within its invoice in this order over all its columns. Text
-# compares by byte on all three databases (see dialects), so the key is the same everywhere.
+# The line key: a line's ordinal among its invoice's lines in its source file, in this order
+# over all its columns. Text compares by byte on all three databases (see dialects), so the key
+# is the same everywhere.
 LINE_ORDER = (
     "stock_code",
     "description NULLS LAST",
@@ -58,6 +69,17 @@ DATE_KEY = (
     " + EXTRACT(DAY FROM invoice_ts) AS INTEGER)"
 )
 BATCH_ID_PATTERN = re.compile(r"^[A-Za-z0-9_.:+-]{1,64}$")
+SOURCES_PER_INSERT = 500
+UNSAFE_IN_LITERAL = re.compile(r"[\\\x00-\x1f\x7f]")
+
+
+@dataclass(frozen=True)
+class Replaces:
+    """The fact lines a load replaces (deletes before inserting the staged ones)."""
+
+    sources: bool = False  # every line of the sources in stage_sources (a batch run)
+    invoices: bool = False  # every line of the invoices in stage_sales (a stream batch)
+    months: tuple[tuple[int, int], ...] = ()  # every line of these (year, month)s
 
 
 def sql_literal(text: str) -> str:
@@ -78,41 +100,75 @@ def drop_staging() -> list[str]:
     return [f"DROP TABLE IF EXISTS {table.name}" for table in reversed(STAGING_TABLES)]
 
 
-def prepare_sales(batch_id: str) -> str:
-    """stage_lines -> stage_sales: the fact's rows, with their line key and date key."""
+def check_source(source: str) -> str:
+    """A source URI the SQL can hold as a literal (Redshift may read a backslash as an escape)."""
+    if not source or UNSAFE_IN_LITERAL.search(source):
+        raise ValueError(f"source {source!r} is empty or holds a backslash or a control character")
+    return source
+
+
+def stage_sources(sources: Sequence[str]) -> list[str]:
+    """INSERTs that fill stage_sources, a few hundred sources each."""
+    unique = sorted({check_source(s) for s in sources})
+    starts = range(0, len(unique), SOURCES_PER_INSERT)
+    chunks = [unique[start : start + SOURCES_PER_INSERT] for start in starts]
+    return [
+        "INSERT INTO stage_sources (source_file) VALUES\n" + ",\n".join(f"({sql_literal(s)})" for s in chunk)
+        for chunk in chunks
+    ]
+
+
+def prepare_sales(batch_id: str | None, *, run_id: str | None = None) -> str:
+    """stage_lines -> stage_sales: the fact's rows, with their line key and date key. With
+    `run_id`, only the lines that run published (the rest of its months are other sources').
+    batch_id None: each line's own run_id (a whole-output load)."""
     columns = ", ".join(FACT_SALES.column_names)
+    batch = "run_id" if batch_id is None else sql_literal(check_batch_id(batch_id))
+    where = f"\nWHERE run_id = {sql_literal(check_batch_id(run_id))}" if run_id is not None else ""
     return f"""INSERT INTO stage_sales ({columns})
 SELECT invoice_no,
-       ROW_NUMBER() OVER (PARTITION BY invoice_no ORDER BY {", ".join(LINE_ORDER)}),
+       ROW_NUMBER() OVER (PARTITION BY source_file, invoice_no ORDER BY {", ".join(LINE_ORDER)}),
        stock_code, description, customer_id, country, invoice_ts,
        {DATE_KEY},
-       quantity, unit_price, revenue, {sql_literal(check_batch_id(batch_id))}
-FROM stage_lines"""
+       quantity, unit_price, revenue, source_file, {batch}
+FROM stage_lines{where}"""
 
 
 def stage_summary(dialect: Dialect) -> str:
-    """One row: staged lines, their revenue, and the longest value (bytes) of each text column."""
+    """One row: staged lines and the longest value (bytes) of each text column."""
     lengths = [
         f"MAX({dialect.byte_length}({c.name}))" for c in STAGE_LINES.columns if c.max_bytes is not None
     ]
-    return f"SELECT COUNT(*), SUM(revenue), {', '.join(lengths)} FROM stage_lines"
+    return f"SELECT COUNT(*), {', '.join(lengths)} FROM stage_lines"
 
 
-def replaced_lines(replace_months: Sequence[tuple[int, int]]) -> str:
-    """The fact lines the batch replaces: its invoices' lines, and every line of the months it
-    replaces whole (a batch run republishes whole months: an invoice absent from the new month
-    is gone)."""
-    scopes = ["invoice_no IN (SELECT invoice_no FROM stage_sales)"]
-    for year, month in sorted(set(replace_months)):
+# A whole-output load replaces every source its files hold.
+SOURCES_OF_STAGE = "INSERT INTO stage_sources (source_file) SELECT DISTINCT source_file FROM stage_lines"
+# The lines the load inserts, their revenue, and how many come from a source the load does not
+# replace (a run's lines must all be of its report's sources, or they would meet old copies).
+SALES_SUMMARY = "SELECT COUNT(*), SUM(revenue) FROM stage_sales"
+SALES_OUTSIDE_SOURCES = (
+    "SELECT COUNT(*) FROM stage_sales WHERE source_file NOT IN (SELECT source_file FROM stage_sources)"
+)
+
+
+def replaced_lines(replaces: Replaces) -> str:
+    """The fact lines the load replaces, as a WHERE condition."""
+    scopes = []
+    if replaces.sources:
+        scopes.append("source_file IN (SELECT source_file FROM stage_sources)")
+    if replaces.invoices:
+        scopes.append("invoice_no IN (SELECT invoice_no FROM stage_sales)")
+    for year, month in sorted(set(replaces.months)):
         first = int(year) * 10000 + int(month) * 100
         scopes.append(f"date_key BETWEEN {first + 1} AND {first + 31}")
-    return " OR ".join(scopes)
+    return " OR ".join(scopes) or "1 = 0"
 
 
-def merge_statements(replace_months: Sequence[tuple[int, int]] = ()) -> list[str]:
-    """Replace the batch's lines in fact_sales and refresh every dimension and mart row they
+def merge_statements(replaces: Replaces) -> list[str]:
+    """Replace the load's lines in fact_sales and refresh every dimension and mart row they
     touch. Runs after `prepare_sales`, in the same transaction."""
-    replaced = replaced_lines(replace_months)
+    replaced = replaced_lines(replaces)
     keys = "stock_code, customer_id, date_key, country"
     fact_columns = ", ".join(FACT_SALES.column_names)
     return [

@@ -1,6 +1,6 @@
 """The warehouse's star schema, defined once; `dialects` renders it for each database.
 
-    fact_sales     one row per published invoice line (invoice_no, line_no)
+    fact_sales     one row per published invoice line (source_file, invoice_no, line_no)
     dim_product    stock_code -> its most frequent description
     dim_customer   customer_id -> country of the last purchase, first/last purchase, orders, revenue
     dim_date       one row per calendar day of every year the sales touch (a contiguous calendar)
@@ -13,6 +13,9 @@ revenue keep the curated data's exact DECIMAL(12,4) and DECIMAL(23,4); sums are 
 VARCHAR lengths are bytes (Redshift counts bytes; the loader checks bytes on every database so
 one batch loads everywhere or nowhere). The real data set's longest values are 7 (invoice_no),
 12 (stock_code), 35 (description), 7 (customer_id, 'Unknown') and 20 (country) bytes.
+
+Every fact line keeps its lineage: `source_file`, the input file it came from (the unit a batch
+run replaces), and `batch_id`, the run that published it (or the stream batch that loaded it).
 """
 
 from __future__ import annotations
@@ -67,6 +70,10 @@ COUNTRY = varchar("country", 64)
 UNIT_PRICE = column("unit_price", "DECIMAL(12,4)")
 REVENUE = column("revenue", "DECIMAL(23,4)")
 MONEY_TOTAL = "DECIMAL(38,4)"
+# A URI: s3://, at most 5 + 63 (bucket) + 1 + 1,024 (key) bytes, or file:// and a local path.
+# Redshift compresses it (ENCODE AUTO); no join, sort or mart reads it.
+SOURCE_FILE = varchar("source_file", 2048)
+RUN_ID = varchar("run_id", 128)  # a batch run id (25 bytes) or a stream batch id (~85)
 
 # The curated Parquet columns, in the files' order: Redshift's COPY of Parquet fills a table's
 # columns by position, so this staging table must match the files column for column.
@@ -82,6 +89,8 @@ STAGE_LINES = Table(
         column("invoice_ts", "TIMESTAMP"),
         CUSTOMER_ID,
         COUNTRY,
+        SOURCE_FILE,
+        RUN_ID,  # the run that published the line
     ),
     distkey="invoice_no",
 )
@@ -90,8 +99,10 @@ FACT_SALES = Table(
     "fact_sales",
     (
         INVOICE_NO,
-        # The line's ordinal within its invoice, by a stable order over all of the line's
-        # columns: the data set repeats (invoice_no, stock_code) within invoices.
+        # The line's ordinal among its invoice's lines in its source file, by a stable order over
+        # all of the line's columns (the data set repeats (invoice_no, stock_code) within
+        # invoices). Numbered within the source, a line keeps its key however the input is split
+        # into runs, and a run that replaces a source cannot collide with other sources' lines.
         column("line_no", "INTEGER"),
         STOCK_CODE,
         DESCRIPTION,  # as recorded on the line; dim_product holds the canonical one
@@ -102,11 +113,15 @@ FACT_SALES = Table(
         column("quantity", "INTEGER"),
         UNIT_PRICE,
         REVENUE,
-        varchar("batch_id", 64),  # the run (or stream batch) that loaded the line
+        SOURCE_FILE,  # the input file the line came from: what a batch run's load replaces
+        # The run that published the line (a run's load, or a whole-output load), or the stream
+        # batch that loaded it: as wide as RUN_ID.
+        varchar("batch_id", 128),
     ),
-    primary_key=("invoice_no", "line_no"),
+    # Source first: on PostgreSQL the key's index serves a run load's delete by source.
+    primary_key=("source_file", "invoice_no", "line_no"),
     # Even spread (customer_id would not be: a quarter of the lines are 'Unknown'), and an
-    # invoice's lines together, where the load replaces them.
+    # invoice's lines together, where a stream load replaces them.
     distkey="invoice_no",
     sortkey=("date_key",),
 )

@@ -14,12 +14,10 @@ from typing import Any
 from retail_pipeline.warehouse.backends import DbApiTransactions
 from retail_pipeline.warehouse.dialects import REDSHIFT
 from retail_pipeline.warehouse.errors import WarehouseError, WarehouseInputError, first_line
-from retail_pipeline.warehouse.files import DataFile, copy_manifest, join, write_text
+from retail_pipeline.warehouse.files import MANIFEST_FOLDER, DataFile, copy_manifest, join, write_text
 from retail_pipeline.warehouse.merge import sql_literal
 from retail_pipeline.warehouse.model import STAGE_LINES
 from retail_pipeline.warehouse.urls import WarehouseTarget
-
-MANIFEST_FOLDER = "_warehouse_manifests"
 
 
 def copy_statement(manifest_url: str, iam_role: str) -> str:

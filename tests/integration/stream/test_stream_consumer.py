@@ -46,11 +46,16 @@ def put(stack: Any, payloads: list[bytes]) -> list[str]:
 
 
 def curated_rows(stack: Any) -> list[dict[str, Any]]:
+    """Every curated row, each object checked: the curated schema, and lines whose source is the
+    object itself and whose run is the batch that wrote it (named as the object's keys are)."""
     s3, bucket = stack.client("s3"), stack.resources.bucket
     rows: list[dict[str, Any]] = []
     for key in list_objects(s3, bucket, stack.resources.process_settings().curated_prefix):
         table = pq.read_table(io.BytesIO(s3.get_object(Bucket=bucket, Key=key)["Body"].read()))
         assert table.schema.equals(CURATED_SCHEMA, check_metadata=False)
+        assert set(table.column("source_file").to_pylist()) == {f"s3://{bucket}/{key}"}
+        (run_id,) = set(table.column("run_id").to_pylist())
+        assert run_id.startswith("batch-shardId-000000000000-")
         rows.extend(table.to_pylist())
     return rows
 

@@ -153,11 +153,16 @@ def test_curated_objects_match_the_batch_output_in_schema_and_rows(
         s3.download_file(bucket, key, str(target))
     streamed_df = spark.read.parquet(str(tmp_path / prefix))
     batch_df = spark.read.parquet(str(batch_output / "curated"))
-    # Same names and types, timestamp_ntz included, and the same partition columns.
+    # Same names and types, timestamp_ntz and lineage included, and the same partition columns.
     assert sorted(streamed_df.dtypes) == sorted(batch_df.dtypes)
     assert dict(streamed_df.dtypes)["invoice_ts"] == "timestamp_ntz"
-    assert streamed_df.exceptAll(batch_df).count() == 0
-    assert batch_df.exceptAll(streamed_df).count() == 0
+    # The same lines; each from its own source: the sample file, or the object that holds it.
+    assert {row[0] for row in batch_df.select("source_file").distinct().collect()} == {SAMPLE_CSV.as_uri()}
+    streamed_sources = {row[0] for row in streamed_df.select("source_file").distinct().collect()}
+    assert streamed_sources == set(uris)
+    lines_only = [c for c in batch_df.columns if c not in ("source_file", "run_id")]
+    assert streamed_df.select(lines_only).exceptAll(batch_df.select(lines_only)).count() == 0
+    assert batch_df.select(lines_only).exceptAll(streamed_df.select(lines_only)).count() == 0
 
 
 def test_rejects_reach_the_dead_letter_prefix_with_their_reasons(

@@ -17,8 +17,9 @@ import pyarrow.parquet as pq
 Row = tuple[Any, ...]
 
 COLUMNS = {
+    # Every column but batch_id (the load that wrote the line: one run, or each day's run).
     "fact_sales": "invoice_no, line_no, stock_code, description, customer_id, country, invoice_ts, "
-    "date_key, quantity, unit_price, revenue",
+    "date_key, quantity, unit_price, revenue, source_file",
     "dim_product": "stock_code, description",
     "dim_customer": "customer_id, country, first_purchase_ts, last_purchase_ts, orders, revenue",
     "dim_date": "date_key, calendar_date, year, quarter, month, month_name, year_month, day_of_month, "
@@ -42,11 +43,13 @@ def day_key(moment: dt.datetime | dt.date) -> int:
 
 
 def expected_fact(lines: Iterable[dict[str, Any]]) -> list[Row]:
-    by_invoice: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    """A line's number counts its invoice's lines in its own source file: the same however the
+    input is split into runs."""
+    by_invoice: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
     for line in lines:
-        by_invoice[line["invoice_no"]].append(line)
+        by_invoice[(line["source_file"], line["invoice_no"])].append(line)
     rows = []
-    for invoice_no, invoice_lines in by_invoice.items():
+    for (source_file, invoice_no), invoice_lines in by_invoice.items():
         # Python compares str by code point: the byte order of UTF-8, as the "C" collation.
         ordered = sorted(
             invoice_lines,
@@ -56,7 +59,8 @@ def expected_fact(lines: Iterable[dict[str, Any]]) -> list[Row]:
         for number, x in enumerate(ordered, start=1):
             rows.append(
                 (invoice_no, number, x["stock_code"], x["description"], x["customer_id"], x["country"],
-                 x["invoice_ts"], day_key(x["invoice_ts"]), x["quantity"], x["unit_price"], x["revenue"])
+                 x["invoice_ts"], day_key(x["invoice_ts"]), x["quantity"], x["unit_price"], x["revenue"],
+                 source_file)
             )  # fmt: skip
     return rows
 
@@ -134,6 +138,19 @@ def query(url: str, sql: str) -> list[Row]:
 
     with psycopg.connect(url) as connection:
         return [tuple(row) for row in connection.execute(sql.encode()).fetchall()]
+
+
+def execute(url: str, sql: str) -> None:
+    if url.startswith("duckdb:"):
+        import duckdb
+
+        with duckdb.connect(url.removeprefix("duckdb:///")) as connection:
+            connection.execute(sql)
+        return
+    import psycopg
+
+    with psycopg.connect(url) as connection:
+        connection.execute(sql.encode())
 
 
 def fetch(url: str, table: str, columns: str | None = None) -> list[Row]:

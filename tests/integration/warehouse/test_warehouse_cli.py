@@ -16,6 +16,7 @@ from retail_pipeline.warehouse import main
 from tests.conftest import REPO_ROOT
 from tests.integration.pg_server import PostgresServer, free_port
 
+from .conftest import DailyRuns
 from .expected import query
 
 pytestmark = pytest.mark.integration
@@ -54,6 +55,28 @@ def test_load_into_postgresql_by_url(sample_run: tuple[RunReport, Path], pg_serv
     url = pg_server.create_database()
     assert main(["--warehouse", url, "--output", str(output)]) == 0
     assert query(url, "SELECT COUNT(*) FROM fact_sales") == [(report.published,)]
+
+
+def test_load_all_loads_every_line_the_output_holds_and_nothing_new_loads_nothing(
+    daily_runs: DailyRuns, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    url = f"duckdb:///{tmp_path}/warehouse.duckdb"
+    output = daily_runs.corrected.output
+    assert main(["--warehouse", url, "--output", str(output), "--all"]) == 0
+    runs = [*(day.report for day in daily_runs.days), daily_runs.corrected.report]
+    by_run = {r.run_id: r.published for r in runs}
+    loaded = dict(query(url, "SELECT batch_id, COUNT(*) FROM fact_sales GROUP BY batch_id"))
+    assert loaded == {run_id: by_run[run_id] for run_id in loaded}  # each source's latest run
+    assert sum(loaded.values()) == daily_runs.corrected_full.report.published
+    capsys.readouterr()
+
+    nothing_new = daily_runs.nothing_new.report
+    report_file = tmp_path / "nothing_new.json"
+    report_file.write_text(nothing_new.to_json(), encoding="utf-8")
+    assert main(["--warehouse", url, "--output", str(output), "--run-report", str(report_file)]) == 0
+    assert capsys.readouterr().out.strip() == (
+        f"Nothing to load into {url}: run {nothing_new.run_id} found no new input"
+    )
 
 
 @pytest.mark.parametrize(

@@ -1,5 +1,6 @@
 """Loading real batch runs into real PostgreSQL and DuckDB: the star schema's contents, re-runs,
-corrections and failures. Every test runs on both (the `warehouse_url` fixture)."""
+corrections and failures. Every test runs on both (the `warehouse_url` fixture). Daily
+operation (runs over a growing folder, re-deliveries) is in test_warehouse_daily."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import pytest
 from retail_pipeline.report import RunReport
 from retail_pipeline.warehouse import WarehouseError, load_parquet_files, load_run, merge
 
+from .conftest import DailyRuns
 from .expected import COLUMNS, TABLES, curated_lines, differences, expected_tables, fetch, query, snapshot
 
 pytestmark = pytest.mark.integration
@@ -38,6 +40,9 @@ def test_a_run_loads_as_the_star_schema_its_curated_lines_imply(
     assert total_revenue(warehouse_url) == Decimal(report.published_revenue)
     assert_star_schema_matches(warehouse_url, output)
     assert query(warehouse_url, "SELECT DISTINCT batch_id FROM fact_sales") == [(report.run_id,)]
+    assert sorted(row[0] for row in query(warehouse_url, "SELECT DISTINCT source_file FROM fact_sales")) == (
+        sorted(report.sources)
+    )
     # The data repeats (invoice_no, stock_code) within invoices: the line key tells them apart.
     repeated = query(
         warehouse_url,
@@ -45,7 +50,9 @@ def test_a_run_loads_as_the_star_schema_its_curated_lines_imply(
         " GROUP BY invoice_no, stock_code HAVING COUNT(*) > 1) AS pairs",
     )[0][0]
     keys = query(
-        warehouse_url, "SELECT COUNT(DISTINCT invoice_no || '/' || CAST(line_no AS VARCHAR)) FROM fact_sales"
+        warehouse_url,
+        "SELECT COUNT(DISTINCT source_file || '/' || invoice_no || '/' || CAST(line_no AS VARCHAR))"
+        " FROM fact_sales",
     )
     assert repeated > 0
     assert keys[0][0] == report.published
@@ -64,14 +71,13 @@ def test_loading_the_same_run_twice_leaves_identical_tables(
     assert again.replaced_rows == report.published  # it did replace every line, with itself
 
 
-def test_a_corrected_run_replaces_its_invoices_and_the_dimensions_follow(
-    warehouse_url: str,
-    sample_run: tuple[RunReport, Path],
-    corrected_run: tuple[RunReport, Path, dict[str, str]],
+def test_a_corrected_file_replaces_its_lines_and_the_dimensions_follow(
+    warehouse_url: str, daily_runs: DailyRuns
 ) -> None:
-    _, sample_output = sample_run
-    report, output, invoices = corrected_run
-    load_run(warehouse_url, str(sample_output))
+    _, full_output = daily_runs.full.run
+    report, output = daily_runs.corrected.run
+    invoices = daily_runs.corrections
+    load_run(warehouse_url, str(full_output))
     customer_of_dropped = query(
         warehouse_url,
         f"SELECT DISTINCT customer_id FROM fact_sales WHERE invoice_no = '{invoices['dropped']}'",
@@ -80,16 +86,18 @@ def test_a_corrected_run_replaces_its_invoices_and_the_dimensions_follow(
         warehouse_url, f"SELECT orders FROM dim_customer WHERE customer_id = '{customer_of_dropped}'"
     )
 
-    load_run(warehouse_url, str(output))
+    load_run(warehouse_url, str(output))  # the run that read only the re-delivered file
 
     assert_star_schema_matches(warehouse_url, output)
-    assert total_revenue(warehouse_url) == Decimal(report.published_revenue)
+    assert total_revenue(warehouse_url) == sum(
+        (line["revenue"] for line in curated_lines(output)), Decimal(0)
+    )
     lines: dict[str, int] = dict(
         query(warehouse_url, "SELECT invoice_no, COUNT(*) FROM fact_sales GROUP BY invoice_no")
     )
-    sample_lines = Counter(line["invoice_no"] for line in curated_lines(sample_output))
-    assert invoices["dropped"] not in lines  # gone from the month the run replaced
-    assert lines[invoices["changed"]] == sample_lines[invoices["changed"]] - 1
+    full_lines = Counter(line["invoice_no"] for line in curated_lines(full_output))
+    assert invoices["dropped"] not in lines  # gone with the file's old version
+    assert lines[invoices["changed"]] == full_lines[invoices["changed"]] - 1
     moved = query(
         warehouse_url, f"SELECT DISTINCT country FROM fact_sales WHERE invoice_no = '{invoices['moved']}'"
     )
@@ -98,15 +106,16 @@ def test_a_corrected_run_replaces_its_invoices_and_the_dimensions_follow(
         warehouse_url, f"SELECT orders FROM dim_customer WHERE customer_id = '{customer_of_dropped}'"
     )
     assert orders_after == ([(orders_before[0][0] - 1,)] if orders_before[0][0] > 1 else [])
+    (source,) = report.sources
+    assert query(
+        warehouse_url, "SELECT DISTINCT batch_id FROM fact_sales WHERE source_file = " + f"'{source}'"
+    ) == [(report.run_id,)]
 
 
 def test_an_error_mid_load_leaves_every_table_as_it_was(
-    warehouse_url: str,
-    sample_run: tuple[RunReport, Path],
-    corrected_run: tuple[RunReport, Path, dict[str, str]],
-    monkeypatch: pytest.MonkeyPatch,
+    warehouse_url: str, daily_runs: DailyRuns, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    load_run(warehouse_url, str(sample_run[1]))
+    load_run(warehouse_url, str(daily_runs.full.output))
     before = snapshot(warehouse_url)
     original = merge.merge_statements
     executed: list[str] = []
@@ -119,7 +128,7 @@ def test_an_error_mid_load_leaves_every_table_as_it_was(
 
     monkeypatch.setattr(merge, "merge_statements", failing_after_the_fact_and_products)
     with pytest.raises(WarehouseError, match="rolled back"):
-        load_run(warehouse_url, str(corrected_run[1]))
+        load_run(warehouse_url, str(daily_runs.corrected.output))
 
     assert any(s.startswith("DELETE FROM fact_sales") for s in executed)  # it failed mid-merge
     assert snapshot(warehouse_url) == before
@@ -201,4 +210,6 @@ def test_the_redshift_staging_table_matches_the_batch_files_column_for_column(
         for c in STAGE_LINES.columns
     ]
     assert staged == written
-    assert set(COLUMNS["fact_sales"].replace(" ", "").split(",")) >= {name for name, _ in written}
+    # Every line column reaches the fact; the run that published a line is its batch_id there.
+    fact_columns = set(COLUMNS["fact_sales"].replace(" ", "").split(","))
+    assert fact_columns >= {name for name, _ in written} - {"run_id"}
