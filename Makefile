@@ -14,7 +14,7 @@ export SPARK_LOCAL_IP ?= 127.0.0.1
 export PYSPARK_PYTHON := $(abspath $(PY))
 export PYSPARK_DRIVER_PYTHON := $(abspath $(PY))
 
-.PHONY: help java install run load stream-demo test data bench lint format package clean
+.PHONY: help java install run load stream-demo daily-demo test data bench lint format package clean
 
 help: ## Show the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-10s %s\n", $$1, $$2}'
@@ -42,6 +42,9 @@ load: install ## Load the last batch run into WAREHOUSE (default: data/output/wa
 
 stream-demo: install ## Streaming path end to end on the sample (moto: API, Kinesis, consumer, queries)
 	$(PY) scripts/stream_demo.py
+
+daily-demo: java install ## Daily operation on the sample: one file a day, --incremental, load after each
+	$(PY) scripts/daily_demo.py
 
 test: java install ## Run the tests (unit and integration)
 	$(PY) -m pytest

@@ -36,7 +36,11 @@ RAW_SCHEMA = ", ".join(f"{name} STRING" for name in rules.RAW_COLUMNS)
 def published(raw: DataFrame) -> DataFrame:
     """The curated columns of the lines the rules publish, typed by the job's own
     `transforms.type_fields` (malformed values are null and dropped, not quarantined)."""
-    typed = raw.select(F.struct(*rules.RAW_COLUMNS).alias(transforms.CLEAN)).transform(transforms.type_fields)
+    typed = raw.select(
+        F.struct(*rules.RAW_COLUMNS).alias(transforms.CLEAN),
+        transforms.canonical_source(F.col("_metadata.file_path")).alias(transforms.SOURCE_FILE),
+        F.lit("spark-floor").alias(transforms.RUN_ID),
+    ).transform(transforms.type_fields)
     required = ["invoice_no", "stock_code", "quantity", "unit_price", "invoice_ts", "country"]
     keep = reduce(lambda a, b: a & b, [F.col(c).isNotNull() for c in required])
     for rule in rules.FILTER_RULES:

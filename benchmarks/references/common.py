@@ -27,7 +27,8 @@ from retail_pipeline import rules
 __all__ = ["AccountingError", "InputError", "InputScan", "ReferenceResult", "build_result", "main"]
 
 PARTITION_COLUMNS = rules.PARTITION_COLUMNS
-CURATED_COLUMNS = rules.CURATED_COLUMNS
+# The job's curated columns less its lineage (source file, run id), which no reference writes.
+CURATED_COLUMNS = tuple(c for c in rules.CURATED_COLUMNS if c not in rules.LINEAGE_COLUMNS)
 REJECTED_BY_READER = "rejected_by_reader"
 PARQUET_COMPRESSION: Final = "snappy"  # Spark's default, so file sizes and write costs compare
 

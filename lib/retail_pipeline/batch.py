@@ -1,11 +1,17 @@
-"""The batch job: raw Online Retail CSV -> curated Parquet, quarantine and a run report.
+"""The batch job: raw Online Retail CSV -> curated Parquet, quarantine, ledger and run report.
 
-One pass over the input does the work: read lines -> classify (transforms) -> count outcomes
-(an Observation on the same pass) -> write every data line to staging, partitioned by
-outcome, reason and month. Then, only on what was written:
-  quarantine (a second pass, only when lines were quarantined: it needs their raw text)
-  -> verify the written counts -> quality gate on the staged Parquet
-  -> report -> publish (replace the curated months and the quarantined files' records).
+The source file is the unit of replacement: a run replaces every line of the files it reads,
+wherever they are, and nothing else, so any sequence of runs over any split of the input ends
+where one run over all of it would. `run` is the list of stages:
+
+    lock the output (one writer) -> finish or discard an interrupted run (publish.recover)
+    -> select the inputs (all, or with --incremental those the ledger has not seen)
+    -> write_staging: one pass reads, classifies and counts every line (an Observation) and
+       writes it to staging by outcome, reason and month; a second pass only when some line
+       was quarantined (it needs their raw text); the written counts verified
+    -> validate: the quality gate on the staged Parquet (a critical failure publishes nothing)
+    -> rewrite_curated: each month the run touches, rebuilt as other sources' lines + the run's
+    -> publish: months, quarantine, ledger and reports in one journaled step
 
 Nothing is cached: the staged Parquet is the fork between the outputs, the counts and the
 quality gate, and reading it back is cheaper than building an in-memory cache of the lines.
@@ -19,17 +25,23 @@ import math
 import shutil
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from pyspark.sql import DataFrame, Observation, SparkSession
 from pyspark.sql import functions as F
 
-from retail_pipeline import publish, transforms
+from retail_pipeline import publish, rewrite, transforms
+from retail_pipeline.catalog import VERSIONS_DIR, CatalogTable
 from retail_pipeline.config import BatchSettings, QualitySettings
-from retail_pipeline.inputs import InputFile, inspect_inputs, jvm_charset
+from retail_pipeline.inputs import InputFile, Intake, jvm_charset, select_inputs
+from retail_pipeline.ledger import Ledger, Month, SourceEntry, month_key
+from retail_pipeline.lock import LockInfo, output_lock
+from retail_pipeline.logs import set_run_id
+from retail_pipeline.publish import CatalogSwitch
 from retail_pipeline.quality import QualityGateError
 from retail_pipeline.report import OutcomeCounts, RunReport, check_accounting
 from retail_pipeline.storage import HadoopFileSystem
@@ -98,16 +110,20 @@ def balanced_splits(spark: SparkSession, inputs: list[InputFile]) -> Iterator[No
         spark.conf.set(key, str(before))
 
 
-def read_lines(spark: SparkSession, inputs: list[InputFile], *, encoding: str) -> DataFrame:
-    """One row per text line: (source_file, line)."""
-    raw = spark.read.text([f.path for f in inputs])
+def read_lines(spark: SparkSession, inputs: list[InputFile], *, encoding: str, run_id: str) -> DataFrame:
+    """One row per text line: (source_file, line, run_id)."""
+    raw = spark.read.text([f.path for f in inputs if not f.empty])
     # Spark's text source keeps the bytes as they are, so other encodings decode losslessly.
     # (For UTF-8, Hadoop's line reader already drops a leading byte-order mark.)
     text = F.col("value")
     charset = jvm_charset(encoding)
     if charset != "UTF-8":
         text = F.decode(F.col("value").cast("binary"), charset)
-    return raw.select(F.col("_metadata.file_path").alias(transforms.SOURCE_FILE), text.alias(transforms.LINE))
+    return raw.select(
+        transforms.canonical_source(F.col("_metadata.file_path")).alias(transforms.SOURCE_FILE),
+        text.alias(transforms.LINE),
+        F.lit(run_id).alias(transforms.RUN_ID),
+    )
 
 
 def outcome_counts(observation: Observation) -> OutcomeCounts:
@@ -138,14 +154,24 @@ def write_lines(lines: DataFrame, path: str) -> None:
 
 
 def write_quarantine(quarantine: DataFrame, path: str) -> None:
-    quarantine.write.mode("overwrite").partitionBy("source_name").parquet(path)
+    quarantine.write.mode("overwrite").partitionBy(transforms.SOURCE_ID).parquet(path)
 
 
-def count_parquet_rows(spark: SparkSession, fs: HadoopFileSystem, path: str) -> int:
-    """Rows written under `path` (0 when nothing was), read back from the files' footers."""
-    if not fs.list_dirs(path):
-        return 0
-    return spark.read.parquet(path).count()
+def source_lines(spark: SparkSession, fs: HadoopFileSystem, staging: str) -> dict[str, SourceLines]:
+    """Where each source's staged lines went, read back from staging (its source_file column
+    and the partition folders only): the ledger's counts, and the published lines written."""
+    lines: dict[str, SourceLines] = {}
+    if not fs.list_dirs(f"{staging}/{LINES}"):
+        return lines
+    grouped = (
+        spark.read.parquet(f"{staging}/{LINES}")
+        .groupBy(transforms.SOURCE_FILE, "outcome", *transforms.PARTITION_COLUMNS)
+        .count()
+        .collect()
+    )
+    for source, outcome, year, month, count in grouped:
+        lines.setdefault(source, SourceLines()).add(outcome, (year, month), count)
+    return lines
 
 
 def validate_run(
@@ -189,44 +215,47 @@ def validate_run(
     return summary
 
 
-def build_report(
-    spark: SparkSession,
-    fs: HadoopFileSystem,
-    *,
-    run_id: str,
-    status: str,
-    inputs: list[InputFile],
-    output: str,
-    counts: OutcomeCounts,
-    durations: dict[str, float],
-    quality: dict[str, Any],
-) -> RunReport:
-    staging = publish.staging_dir(output, run_id)
-    return RunReport(
-        run_id=run_id,
-        status=status,
-        inputs=[f.path for f in inputs],
-        output=output,
-        read=counts.read,
-        published=counts.published if status == "succeeded" else 0,
-        filtered=counts.filtered,
-        quarantined=counts.quarantined,
-        published_revenue=str(counts.published_revenue) if status == "succeeded" else "0",
-        header_lines=counts.header_lines,
-        durations_s=dict(durations),
-        outputs={
-            "curated": f"{output}/curated",
-            "quarantine": f"{output}/quarantine",
-            "report": f"{output}/reports/run_report.json",
-        },
-        curated_partitions=[
-            unit.removeprefix("curated/")
-            for unit in publish.staged_units(fs, staging)
-            if unit.startswith("curated/")
-        ],
-        quality=quality,
-        spark_version=spark.version,
-    )
+class SourceLines:
+    """Where one source's staged lines went: its ledger counts."""
+
+    def __init__(self) -> None:
+        self.outcomes: dict[str, int] = {}
+        self.months: dict[Month, int] = {}
+
+    def add(self, outcome: str, month: tuple[int | None, int | None], count: int) -> None:
+        self.outcomes[outcome] = self.outcomes.get(outcome, 0) + count
+        year, number = month
+        if outcome == transforms.OUTCOME_PUBLISHED and year is not None and number is not None:
+            self.months[(year, number)] = self.months.get((year, number), 0) + count
+
+    def ledger_entry(self, source: InputFile, run_id: str) -> SourceEntry:
+        return SourceEntry(
+            source=source.uri,
+            size=source.size,
+            modified=source.modified,
+            checksum=source.checksum,
+            run_id=run_id,
+            read=sum(self.outcomes.values()),
+            published=self.outcomes.get(transforms.OUTCOME_PUBLISHED, 0),
+            filtered=self.outcomes.get(transforms.OUTCOME_FILTERED, 0),
+            quarantined=self.outcomes.get(transforms.OUTCOME_QUARANTINED, 0),
+            months={month_key(m): n for m, n in sorted(self.months.items())},
+        )
+
+
+@dataclass(frozen=True)
+class Staged:
+    """What `write_staging` wrote: the run's counts and each source's lines."""
+
+    counts: OutcomeCounts
+    sources: Mapping[str, SourceLines]
+
+    def published_by_month(self) -> dict[Month, int]:
+        months: dict[Month, int] = {}
+        for lines in self.sources.values():
+            for month, count in lines.months.items():
+                months[month] = months.get(month, 0) + count
+        return months
 
 
 def write_staging(
@@ -236,31 +265,141 @@ def write_staging(
     settings: BatchSettings,
     *,
     staging: str,
+    run_id: str,
     timer: StageTimer,
-) -> OutcomeCounts:
+) -> Staged:
     """Classify and write every data line to staging in one pass, the quarantine in a second
     one when there is any; check that what was written is what was counted."""
     with timer.stage("write_staging"), balanced_splits(spark, inputs):
-        lines, observation = data_lines(spark, inputs, settings)
+        lines, observation = data_lines(spark, inputs, settings, run_id=run_id)
         write_lines(lines, f"{staging}/{LINES}")
         counts = outcome_counts(observation)
     if counts.quarantined_total:
         # Quarantine records keep each line's raw text, which the staged lines do not carry:
         # read again, only when some line was quarantined (real exports have none).
         with timer.stage("write_quarantine"), balanced_splits(spark, inputs):
-            classified, again = observed_lines(spark, inputs, settings)
+            classified, again = observed_lines(spark, inputs, settings, run_id=run_id)
             write_quarantine(transforms.to_quarantine(classified), f"{staging}/quarantine")
             if outcome_counts(again) != counts:
                 raise RuntimeError(
                     "the input changed while the job read it: two reads counted different lines"
                 )
     with timer.stage("verify"):
+        sources = source_lines(spark, fs, staging)
+        staged = Staged(counts, sources)
         check_accounting(
             counts,
-            written_published=count_parquet_rows(spark, fs, published_lines(staging)),
-            written_quarantined=count_parquet_rows(spark, fs, f"{staging}/quarantine"),
+            written_published=sum(staged.published_by_month().values()),
+            written_quarantined=rewrite.count_rows(spark, fs, f"{staging}/quarantine"),
         )
-    return counts
+    return staged
+
+
+def rewrite_curated(
+    spark: SparkSession,
+    fs: HadoopFileSystem,
+    ledger: Ledger,
+    inputs: list[InputFile],
+    staged: Staged,
+    *,
+    layout: CuratedLayout,
+    staging: str,
+) -> rewrite.MonthPlan:
+    """The curated months the run touches, built in staging (see `rewrite`)."""
+    sources = [f.uri for f in inputs]
+    by_month = staged.published_by_month()
+    plan = rewrite.plan_months(ledger, sources=sources, staged=by_month)
+    rewrite.write_months(
+        spark,
+        fs,
+        plan,
+        published={month: layout.current(ledger, month) for month in plan.merged},
+        staged=published_lines(staging),
+        target=f"{staging}/{layout.root}",
+        sources=sources,
+        staged_lines=by_month,
+    )
+    fs.delete(f"{staging}/{LINES}")
+    return plan
+
+
+@dataclass(frozen=True)
+class CuratedLayout:
+    """Where a run publishes its curated months: renamed into <output>/curated/ (local disk,
+    HDFS), or, with a catalog table, as new versions under <output>/curated_versions/<run_id>/
+    that the table's partitions switch to (S3, where a rename is a copy)."""
+
+    output: str
+    run_id: str
+    catalog: CatalogTable | None
+
+    @classmethod
+    def of(cls, settings: BatchSettings, *, output: str, run_id: str) -> CuratedLayout:
+        table = None
+        if settings.catalog_database and settings.catalog_table:
+            table = CatalogTable(settings.catalog_database, settings.catalog_table)
+        return cls(output, run_id, table)
+
+    @property
+    def root(self) -> str:
+        """The run's month folders, relative to the output."""
+        return "curated" if self.catalog is None else f"{VERSIONS_DIR}/{self.run_id}"
+
+    def current(self, ledger: Ledger, month: Month) -> str:
+        """The folder a month is read from now."""
+        return ledger.location(month) or f"{self.output}/curated/{rewrite.month_folder(month)}"
+
+    def locations(self, plan: rewrite.MonthPlan) -> dict[Month, str | None]:
+        """Each month's folder after the run (None: gone); only versions are tracked."""
+        if self.catalog is None:
+            return {}
+        written = {m: f"{self.output}/{self.root}/{rewrite.month_folder(m)}" for m in plan.written}
+        return {**written, **dict.fromkeys(plan.removed)}
+
+    def switch(self, plan: rewrite.MonthPlan) -> CatalogSwitch | None:
+        return None if self.catalog is None else CatalogSwitch(self.catalog, self.locations(plan))
+
+
+def build_report(
+    spark: SparkSession,
+    *,
+    run_id: str,
+    status: str,
+    intake: Intake,
+    output: str,
+    counts: OutcomeCounts,
+    durations: dict[str, float],
+    quality: dict[str, Any],
+    plan: rewrite.MonthPlan | None = None,
+    layout: CuratedLayout | None = None,
+) -> RunReport:
+    published = status == "succeeded"
+    root = layout.root if layout else "curated"
+    return RunReport(
+        run_id=run_id,
+        status=status,
+        inputs=[f.path for f in intake.inputs],
+        output=output,
+        read=counts.read,
+        published=counts.published if published else 0,
+        filtered=counts.filtered,
+        quarantined=counts.quarantined,
+        published_revenue=str(counts.published_revenue) if published else "0",
+        header_lines=counts.header_lines,
+        durations_s=dict(durations),
+        outputs={
+            "curated": f"{output}/{root}",
+            "quarantine": f"{output}/quarantine",
+            "report": f"{output}/reports/run_report.json",
+        },
+        sources=[f.uri for f in intake.inputs] if published else [],
+        curated_root=root,
+        skipped_inputs=[f.path for f in intake.skipped],
+        curated_partitions=[rewrite.month_folder(m) for m in plan.written] if plan and published else [],
+        removed_partitions=[rewrite.month_folder(m) for m in plan.removed] if plan and published else [],
+        quality=quality,
+        spark_version=spark.version,
+    )
 
 
 def run(
@@ -270,65 +409,93 @@ def run(
     quality: QualitySettings | None = None,
     run_id: str | None = None,
 ) -> RunReport:
-    """Run the batch job once; returns the published run report. Without `quality` (or with
-    it disabled) nothing checks the data before it is published: the CLI always passes the
-    config's settings."""
+    """Run the batch job once; returns the run report. Without `quality` (or with it
+    disabled) nothing checks the data before it is published: the CLI always passes the
+    config's settings. One run at a time per output: a second one raises OutputLockedError."""
     run_id = run_id or new_run_id()
+    set_run_id(run_id)
     output = settings.output.rstrip("/")
+    with output_lock(output, run_id=run_id) as lock:
+        return _run_locked(spark, settings, quality=quality, lock=lock, output=output)
+
+
+def _run_locked(
+    spark: SparkSession,
+    settings: BatchSettings,
+    *,
+    quality: QualitySettings | None,
+    lock: LockInfo,
+    output: str,
+) -> RunReport:
+    """The stages of a run, in order, under the output's lock."""
     fs = HadoopFileSystem(spark)
     timer = StageTimer()
+    run_id = lock.run_id
     staging = publish.staging_dir(output, run_id)
     with timer.stage("inspect_inputs"):
         publish.recover(fs, output)
-        inputs = inspect_inputs(fs, settings.input, encoding=settings.encoding)
-        logger.info("Reading %d input file(s), %s bytes", len(inputs), f"{sum(f.size for f in inputs):,}")
-
+        ledger = Ledger.read(fs, output)
+        intake = select_inputs(
+            fs, settings.input, ledger, incremental=settings.incremental, encoding=settings.encoding
+        )
+        inputs = intake.inputs
+    layout = CuratedLayout.of(settings, output=output, run_id=run_id)
+    make_report = functools.partial(
+        build_report, spark, run_id=run_id, intake=intake, output=output, layout=layout
+    )
+    if not inputs:
+        logger.info("Nothing new: all %d input file(s) were processed before", len(intake.skipped))
+        empty = OutcomeCounts.from_groups([])
+        return make_report(status="nothing_new", counts=empty, durations=timer.durations, quality={})
     gate_on = quality is not None and quality.enabled
     quality_summary: dict[str, Any] = {"enabled": gate_on}
     if not gate_on:
         logger.warning("The data-quality gate is off: publishing unvalidated data")
-    counts: OutcomeCounts | None = None
-    make_report = functools.partial(build_report, spark, fs, run_id=run_id, inputs=inputs, output=output)
+    staged: Staged | None = None
     try:
-        counts = write_staging(spark, fs, inputs, settings, staging=staging, timer=timer)
+        staged = write_staging(spark, fs, inputs, settings, staging=staging, run_id=run_id, timer=timer)
         if quality is not None and quality.enabled:
             with timer.stage("validate"):
                 quality_summary |= validate_run(
-                    spark, fs, quality=quality, counts=counts, staging=staging, run_id=run_id
+                    spark, fs, quality=quality, counts=staged.counts, staging=staging, run_id=run_id
                 )
+        with timer.stage("rewrite_curated"):
+            plan = rewrite_curated(spark, fs, ledger, inputs, staged, layout=layout, staging=staging)
         with timer.stage("publish"):
-            if fs.exists(published_lines(staging)):
-                fs.rename(published_lines(staging), f"{staging}/curated")
-            fs.delete(f"{staging}/{LINES}")
+            lock.ensure_held()
+            entries = [staged.sources.get(f.uri, SourceLines()).ledger_entry(f, run_id) for f in inputs]
             report = make_report(
-                counts=counts, status="succeeded", durations=timer.durations, quality=quality_summary
+                status="succeeded",
+                counts=staged.counts,
+                durations=timer.durations,
+                quality=quality_summary,
+                plan=plan,
             )
-            fs.write_text(f"{staging}/reports/run_report.json", report.to_json())
-            fs.write_text(f"{staging}/reports/runs/{run_id}.json", report.to_json())
-            publish.publish(fs, output, run_id)
+            after = ledger.with_run(entries, layout.locations(plan))
+            publish.publish_run(
+                fs, report, staging=staging, ledger=after, removed=plan.removed, catalog=layout.switch(plan)
+            )
+            if layout.catalog is not None:
+                publish.expire_versions(output, after, grace_hours=settings.version_grace_hours)
         return report
     except QualityGateError as failure:
-        # Publish the reports (validation result, Data Docs, this run's report) but no data;
-        # reports/run_report.json keeps describing the data that is published.
-        assert counts is not None
-        fs.delete(f"{staging}/{LINES}")
-        fs.delete(f"{staging}/quarantine")
+        assert staged is not None
         quality_summary |= {"success": False, "critical_failures": failure.describe_failures()}
         report = make_report(
-            counts=counts, status="failed_quality_gate", durations=timer.durations, quality=quality_summary
+            status="failed_quality_gate",
+            counts=staged.counts,
+            durations=timer.durations,
+            quality=quality_summary,
         )
-        fs.write_text(f"{staging}/reports/runs/{run_id}.json", report.to_json())
-        publish.publish(fs, output, run_id)
+        publish.publish_failed_gate(fs, report, staging=staging)
         raise
     except BaseException:
-        # Nothing of this run becomes visible; the previous output stays as it was.
-        fs.delete(staging)
-        fs.delete_if_empty(f"{output}/{publish.STAGING}")
+        publish.discard(fs, output, run_id)
         raise
 
 
 def data_lines(
-    spark: SparkSession, inputs: list[InputFile], settings: BatchSettings
+    spark: SparkSession, inputs: list[InputFile], settings: BatchSettings, *, run_id: str
 ) -> tuple[DataFrame, Observation]:
     """The classified lines but the header lines, which the observation still counts.
 
@@ -337,29 +504,31 @@ def data_lines(
     each line again for every field the outcome reads (from_csv 28 times in the optimized
     plan instead of once; the write took 92-95 s instead of 20 s at SCALE=10, warm).
     """
-    classified, observation = observed_lines(spark, inputs, settings)
+    classified, observation = observed_lines(spark, inputs, settings, run_id=run_id)
     return classified.where(F.col("outcome") != transforms.OUTCOME_HEADER), observation
 
 
 def observed_lines(
-    spark: SparkSession, inputs: list[InputFile], settings: BatchSettings
+    spark: SparkSession, inputs: list[InputFile], settings: BatchSettings, *, run_id: str
 ) -> tuple[DataFrame, Observation]:
     """The classified lines, counted by the action that consumes them (`outcome_counts`)."""
     observation = Observation()
-    return classify_inputs(spark, inputs, settings).observe(
+    return classify_inputs(spark, inputs, settings, run_id=run_id).observe(
         observation, *transforms.outcome_metrics()
     ), observation
 
 
-def classify_inputs(spark: SparkSession, inputs: list[InputFile], settings: BatchSettings) -> DataFrame:
+def classify_inputs(
+    spark: SparkSession, inputs: list[InputFile], settings: BatchSettings, *, run_id: str
+) -> DataFrame:
     """The input files read and classified, one row per line (header lines included)."""
     truncated = {
         f.uri: f.unterminated_last_line
         for f in inputs
         if f.unterminated_last_line is not None and settings.quarantine_unterminated_last_line
     }
-    return read_lines(spark, inputs, encoding=settings.encoding).transform(
+    return read_lines(spark, inputs, encoding=settings.encoding, run_id=run_id).transform(
         transforms.classify_lines,
-        header_lines={f.header_line for f in inputs},
+        header_lines={f.header_line for f in inputs if not f.empty},
         truncated_last_lines=truncated,
     )

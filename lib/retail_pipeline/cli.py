@@ -21,6 +21,7 @@ logger = logging.getLogger(__name__)
 
 EXIT_FAILED = 1
 EXIT_BAD_INPUT = 2
+EXIT_OUTPUT_LOCKED = 3  # another run holds the output: nothing was done, try again later
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -32,6 +33,17 @@ def build_parser() -> argparse.ArgumentParser:
     batch.add_argument("--input", help="input file, folder or glob (default: the config's batch.input)")
     batch.add_argument("--output", help="output folder (default: the config's batch.output)")
     batch.add_argument("--run-id", help="id of this run (default: time-stamp and random suffix)")
+    batch.add_argument(
+        "--incremental",
+        nargs="?",
+        const="true",
+        choices=["true", "false"],
+        help="process only input files the output's ledger has not seen as they are now"
+        " (default: the config's batch.incremental; Glue passes '--incremental true')",
+    )
+
+    batch.add_argument("--catalog-database", help="Glue database of the curated table (with --catalog-table)")
+    batch.add_argument("--catalog-table", help="Glue table whose partitions the run switches to its months")
 
     # Parsed by their own modules (see `generate --help`, `load --help`).
     commands.add_parser("generate", help="write a synthetic input of N x 541,909 rows", add_help=False)
@@ -53,6 +65,12 @@ def run_batch(args: argparse.Namespace) -> int:
         settings = dataclasses.replace(settings, input=args.input)
     if args.output:
         settings = dataclasses.replace(settings, output=args.output)
+    if args.catalog_database or args.catalog_table:
+        settings = dataclasses.replace(
+            settings, catalog_database=args.catalog_database, catalog_table=args.catalog_table
+        )
+    if args.incremental is not None:
+        settings = dataclasses.replace(settings, incremental=args.incremental == "true")
     run_id = args.run_id or batch.new_run_id()
     set_run_id(run_id)
     logger.info("Batch job with %s: %s -> %s", config.source, settings.input, settings.output)
@@ -92,19 +110,22 @@ def main(argv: list[str] | None = None) -> int:
         logger.info("Ignoring arguments this job does not use: %s", " ".join(unknown))
     # Imported here: they bring Spark, which `generate` and `load` do without.
     from retail_pipeline.inputs import InputError
+    from retail_pipeline.lock import LockError, LockLostError, OutputLockedError
     from retail_pipeline.quality import QualityGateError
     from retail_pipeline.report import AccountingError
 
+    # Most specific first: OutputLockedError and LockLostError are LockErrors.
+    exit_codes: list[tuple[tuple[type[Exception], ...], int]] = [
+        ((OutputLockedError,), EXIT_OUTPUT_LOCKED),
+        ((AccountingError, QualityGateError, LockLostError), EXIT_FAILED),
+        ((ConfigError, InputError, LockError), EXIT_BAD_INPUT),
+    ]
     try:
         if args.command == "batch":
             return run_batch(args)
-    except (ConfigError, InputError) as error:
+    except (ConfigError, InputError, LockError, AccountingError, QualityGateError) as error:
         logger.error("%s", error)
         print(f"error: {error}", file=sys.stderr)
-        return EXIT_BAD_INPUT
-    except (AccountingError, QualityGateError) as error:
-        logger.error("%s", error)
-        print(f"error: {error}", file=sys.stderr)
-        return EXIT_FAILED
+        return next(code for kinds, code in exit_codes if isinstance(error, kinds))
     parser.error(f"unknown command {args.command!r}")
     return EXIT_FAILED

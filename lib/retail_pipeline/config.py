@@ -66,6 +66,24 @@ class BatchSettings:
     encoding: str
     # A file whose last line has no line break is probably cut short: quarantine that line.
     quarantine_unterminated_last_line: bool
+    # Process only the input files the output's ledger has not seen as they are now (the
+    # daily schedules); otherwise every matched file is processed and replaces its lines.
+    incremental: bool = False
+    # Publish curated months through the Glue Data Catalog (S3): each run's months under
+    # <output>/curated_versions/<run_id>/, the table's partitions switched to them, versions
+    # no partition points to removed after version_grace_hours. Unset: months are renamed
+    # into <output>/curated/ (local disk, HDFS).
+    catalog_database: str | None = None
+    catalog_table: str | None = None
+    version_grace_hours: int = 24
+
+    def __post_init__(self) -> None:
+        if (self.catalog_database is None) != (self.catalog_table is None):
+            raise ConfigError(
+                "'batch.catalog_database' and 'batch.catalog_table' go together: set both or neither"
+            )
+        if self.version_grace_hours < 0:
+            raise ConfigError("'batch.version_grace_hours' must be 0 or more")
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,7 @@ import logging
 from dataclasses import dataclass
 
 from retail_pipeline import rules
+from retail_pipeline.ledger import Ledger
 from retail_pipeline.storage import FileInfo, HadoopFileSystem
 
 logger = logging.getLogger(__name__)
@@ -29,12 +30,19 @@ class InputError(ValueError):
 @dataclass(frozen=True)
 class InputFile:
     path: str
-    uri: str  # as Spark reports the file of each row (_metadata.file_path)
+    uri: str  # the source's identity, as the curated source_file column spells it
     size: int
-    # The first line exactly as Spark's line reader returns it (byte-order mark removed).
+    modified: int  # ms since the epoch
+    # The first line exactly as Spark's line reader returns it (byte-order mark removed);
+    # "" for an empty file, which is a source with no lines.
     header_line: str
     # The last line's text when the file does not end with a line break, else None.
     unterminated_last_line: str | None
+    checksum: str | None = None
+
+    @property
+    def empty(self) -> bool:
+        return self.size == 0
 
 
 # Encodings a line reader can split on b"\n" (one byte per ASCII character), by Python's
@@ -64,8 +72,20 @@ def jvm_charset(encoding: str) -> str:
     return JVM_CHARSETS[check_encoding(encoding)]
 
 
-def inspect_inputs(fs: HadoopFileSystem, pattern: str, *, encoding: str) -> list[InputFile]:
-    """The input files of a run, each checked; raises InputError with a clear message."""
+@dataclass(frozen=True)
+class Intake:
+    """The files a run processes, each inspected, and those it skips as already processed."""
+
+    inputs: list[InputFile]
+    skipped: list[FileInfo]
+
+
+def select_inputs(
+    fs: HadoopFileSystem, pattern: str, ledger: Ledger, *, incremental: bool, encoding: str
+) -> Intake:
+    """Every file the pattern matches or, `incremental`, those the ledger has not seen as they
+    are now (new, or changed in size, modification time and content); InputError when none
+    matches."""
     codec = check_encoding(encoding)
     try:
         found = fs.glob_files(pattern)
@@ -73,19 +93,28 @@ def inspect_inputs(fs: HadoopFileSystem, pattern: str, *, encoding: str) -> list
         raise InputError(f"cannot list input {pattern!r}: {error}") from error
     if not found:
         raise InputError(f"no input files match {pattern!r}")
-    inputs = []
-    for info in found:
-        if info.size == 0:
-            logger.warning("Input %s is empty (0 bytes): it holds no rows", info.path)
-            continue
-        inputs.append(_inspect_file(fs, info, codec))
-    if not inputs:
-        raise InputError(f"every input file matching {pattern!r} is empty")
-    return inputs
+    skipped = [info for info in found if incremental and _seen(fs, ledger, info)]
+    chosen = [info for info in found if info not in skipped]
+    for info in skipped:
+        logger.info("Skipping %s: processed before, unchanged", info.path)
+    return Intake([_inspect_file(fs, info, codec) for info in chosen], skipped)
+
+
+def _seen(fs: HadoopFileSystem, ledger: Ledger, info: FileInfo) -> bool:
+    entry = ledger.sources.get(info.uri)
+    if entry is None:
+        return False
+    if entry.size == info.size and entry.modified == info.modified:
+        return True
+    # Touched but maybe not changed (re-delivered as it was): compare the content.
+    return entry.size == info.size and entry.checksum is not None and entry.checksum == fs.checksum(info.path)
 
 
 def _inspect_file(fs: HadoopFileSystem, info: FileInfo, codec: str) -> InputFile:
     path = info.path
+    if info.size == 0:
+        logger.warning("Input %s is empty (0 bytes): it holds no lines", path)
+        return InputFile(path, info.uri, 0, info.modified, "", None, fs.checksum(path))
     head = fs.read_bytes(path, length=PEEK_BYTES).decode(codec, errors="replace")
     header_line = head.splitlines()[0] if head else ""
     header_line = header_line.removeprefix(UTF8_BOM)
@@ -100,4 +129,4 @@ def _inspect_file(fs: HadoopFileSystem, info: FileInfo, codec: str) -> InputFile
         last = tail.rsplit(b"\n", 1)[-1].decode(codec, errors="replace").removesuffix("\r")
         unterminated = last.removeprefix(UTF8_BOM)
         logger.warning("Input %s does not end with a line break: its last line may be cut short", path)
-    return InputFile(path, info.uri, info.size, header_line, unterminated)
+    return InputFile(path, info.uri, info.size, info.modified, header_line, unterminated, fs.checksum(path))

@@ -313,7 +313,20 @@ def _expiry(found: _Found, lease_seconds: float) -> tuple[dict[str, Any] | None,
     record = _parse(found.body)
     if record is None:
         return None, found.modified + timedelta(seconds=lease_seconds)
+    if record["host"] == socket.gethostname() and not _alive(record["pid"]):
+        return record, found.modified  # its holder on this machine is gone: stale already
     return record, record["expires_at"]
+
+
+def _alive(pid: Any) -> bool:
+    """Whether a process of this machine runs (a reused pid reads as alive: the lease decides)."""
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, ValueError, TypeError, OverflowError):
+        return True
+    return True
 
 
 def _ours(found: _Found, info: LockInfo) -> bool:

@@ -82,9 +82,17 @@ class RunReport:
     header_lines: int
     durations_s: Mapping[str, float]
     outputs: Mapping[str, str] = field(default_factory=dict)
-    # The curated partitions this run replaced, relative to outputs["curated"]
-    # ("invoice_year=2010/invoice_month=12"): what a warehouse load of this run reads.
+    # The source files whose lines this run replaced (URIs, as the curated source_file).
+    sources: list[str] = field(default_factory=list)
+    # Input files an incremental run skipped: processed before, unchanged.
+    skipped_inputs: list[str] = field(default_factory=list)
+    # Where this run's curated months are, relative to the output: "curated", or its version
+    # folder "curated_versions/<run_id>" when months are published through the catalog.
+    curated_root: str = "curated"
+    # The curated partitions this run rewrote, relative to curated_root
+    # ("invoice_year=2010/invoice_month=12"), and those it removed (no line left in them).
     curated_partitions: list[str] = field(default_factory=list)
+    removed_partitions: list[str] = field(default_factory=list)
     # The data-quality gate: success, critical failures, warnings, where the results are.
     quality: Mapping[str, Any] = field(default_factory=dict)
     spark_version: str = ""
@@ -121,12 +129,20 @@ def check_accounting(counts: OutcomeCounts, *, written_published: int, written_q
 
 def render_summary(report: RunReport) -> str:
     """A plain-text table of the report for the end of a run."""
-    rows: list[tuple[str, str]] = [("read", f"{report.read:,}"), ("published", f"{report.published:,}")]
+    rows: list[tuple[str, str]] = [
+        ("input files processed", f"{len(report.inputs):,}"),
+        ("input files skipped (unchanged)", f"{len(report.skipped_inputs):,}"),
+        ("read", f"{report.read:,}"),
+        ("published", f"{report.published:,}"),
+    ]
     rows += [(f"  filtered: {name}", f"{count:,}") for name, count in report.filtered.items()]
     rows += [(f"  quarantined: {name}", f"{count:,}") for name, count in report.quarantined.items()]
     if not report.quarantined:
         rows.append(("  quarantined", "0"))
     rows.append(("published revenue", report.published_revenue))
+    rows.append(("curated months rewritten", f"{len(report.curated_partitions):,}"))
+    if report.removed_partitions:
+        rows.append(("curated months removed", f"{len(report.removed_partitions):,}"))
     rows += [(f"  {stage} (s)", f"{seconds:.1f}") for stage, seconds in report.durations_s.items()]
     width = max(len(label) for label, _ in rows)
     value_width = max(len(value) for _, value in rows)

@@ -34,8 +34,11 @@ RAW_HEADER = ",".join(RAW_COLUMNS)
 
 UNKNOWN_CUSTOMER = "Unknown"
 
-# The curated output contract: its columns, in order; the last two partition it.
+# The curated output contract: its columns, in order; the last two partition it. Every line
+# carries its lineage: the source file it came from (its URI; the unit a re-run replaces) and
+# the run that published it.
 PARTITION_COLUMNS: tuple[str, ...] = ("invoice_year", "invoice_month")
+LINEAGE_COLUMNS: tuple[str, ...] = ("source_file", "run_id")
 CURATED_COLUMNS: tuple[str, ...] = (
     "invoice_no",
     "stock_code",
@@ -46,6 +49,7 @@ CURATED_COLUMNS: tuple[str, ...] = (
     "invoice_ts",
     "customer_id",
     "country",
+    *LINEAGE_COLUMNS,
     *PARTITION_COLUMNS,
 )
 

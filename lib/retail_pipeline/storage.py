@@ -7,6 +7,7 @@ writes reports with the same credentials and endpoints as Spark's readers and wr
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 from dataclasses import dataclass
@@ -14,12 +15,15 @@ from typing import Any
 
 from pyspark.sql import SparkSession
 
+from retail_pipeline.ledger import canonical_uri
+
 
 @dataclass(frozen=True)
 class FileInfo:
     path: str  # qualified path to hand to readers ("file:/data/my file.csv")
-    uri: str  # the same, URI-encoded, as Spark's _metadata.file_path reports it
+    uri: str  # the same, URI-encoded, as the curated source_file column spells it
     size: int
+    modified: int  # ms since the epoch
 
 
 class HadoopFileSystem:
@@ -62,7 +66,10 @@ class HadoopFileSystem:
             return []
         if not status.isDirectory():
             path = status.getPath()
-            return [FileInfo(str(path.toString()), str(path.toUri().toString()), int(status.getLen()))]
+            uri = canonical_uri(str(path.toUri().toString()))
+            return [
+                FileInfo(str(path.toString()), uri, int(status.getLen()), int(status.getModificationTime()))
+            ]
         fs = status.getPath().getFileSystem(self._conf)
         found: list[FileInfo] = []
         for child in fs.listStatus(status.getPath()):
@@ -99,6 +106,19 @@ class HadoopFileSystem:
             return bytes(self._jvm.org.apache.commons.io.IOUtils.toByteArray(stream, count))
         finally:
             stream.close()
+
+    def checksum(self, path: str) -> str | None:
+        """A digest of the file's content: SHA-256 of a local file; elsewhere what the file
+        system keeps (HDFS's block checksums, S3A's ETag when fs.s3a.etag.checksum.enabled),
+        or None when it keeps none (then size and modification time stand for the content)."""
+        plain = self.local_file(path)
+        if plain is not None:
+            with open(plain, "rb") as stream:
+                return "sha256:" + hashlib.file_digest(stream, "sha256").hexdigest()
+        kept = self._fs(path).getFileChecksum(self._path(path))
+        if kept is None:
+            return None
+        return f"{kept.getAlgorithmName()}:{bytes(kept.getBytes()).hex()}"
 
     def read_text(self, path: str) -> str:
         return self.read_bytes(path).decode("utf-8")

@@ -32,8 +32,11 @@ from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
 from retail_pipeline import rules
+from retail_pipeline.ledger import SOURCE_ID_HEX_DIGITS
 
 SOURCE_FILE = "source_file"
+RUN_ID = "run_id"
+SOURCE_ID = "source_id"  # the quarantine's partition column
 LINE = "line"
 FIELDS = "fields"
 CLEAN = "clean"
@@ -56,6 +59,11 @@ CSV_OPTIONS = {
 # Hadoop spells one file's URI "file:/x" or "file:///x" depending on how the path was made;
 # keys compare with the slashes after the scheme folded to one ("file:/x", "s3:/bucket/x").
 FILE_URI_SLASHES = r"^([A-Za-z][A-Za-z0-9+.-]*):/+"
+
+
+def canonical_source(file_path: Column) -> Column:
+    """A file URI spelled as `ledger.canonical_uri` spells it (file:///x, s3://bucket/x)."""
+    return F.regexp_replace(file_path, "^file:/+", "file:///")
 
 
 def file_key(uri: str) -> str:
@@ -289,12 +297,13 @@ def to_curated(classified: DataFrame) -> DataFrame:
 
 
 def to_quarantine(classified: DataFrame) -> DataFrame:
-    """The quarantined lines with their reason, raw text and source file."""
+    """The quarantined lines with their reason, raw text, source file and run."""
     quarantined = F.col("outcome") == OUTCOME_QUARANTINED
     return classified.where(quarantined).select(
         F.col(SOURCE_FILE),
         F.col(LINE).alias("raw_line"),
         F.col("reason"),
+        F.col(RUN_ID),
         # The partition column: re-running a file replaces that file's quarantine records.
-        F.url_decode(F.regexp_extract(F.col(SOURCE_FILE), "[^/]+$", 0)).alias("source_name"),
+        F.substring(F.sha1(F.col(SOURCE_FILE)), 1, SOURCE_ID_HEX_DIGITS).alias(SOURCE_ID),
     )

@@ -14,7 +14,8 @@ from pyspark.sql import functions as F
 
 from retail_pipeline import batch, rules, transforms
 from retail_pipeline.config import BatchSettings, QualitySettings
-from retail_pipeline.inputs import InputError, inspect_inputs
+from retail_pipeline.inputs import InputError, select_inputs
+from retail_pipeline.ledger import Ledger, canonical_uri, source_id
 from retail_pipeline.report import RunReport
 from retail_pipeline.storage import HadoopFileSystem
 from tests.conftest import BAD_INPUT_CSV, SAMPLE_CSV
@@ -111,9 +112,13 @@ def test_curated_output_matches_the_report(spark: SparkSession, sample_run: tupl
         "invoice_ts": "timestamp_ntz",
         "customer_id": "string",
         "country": "string",
+        "source_file": "string",
+        "run_id": "string",
         "invoice_year": "int",
         "invoice_month": "int",
     }
+    lineage = published.select("source_file", "run_id").distinct().collect()
+    assert [tuple(row) for row in lineage] == [(canonical_uri(SAMPLE_CSV.as_uri()), report.run_id)]
     assert sorted(p.name for p in (output / "curated").iterdir() if p.is_dir()) == ["invoice_year=2010"]
     unknown = published.where(F.col("customer_id") == "Unknown").count()
     assert unknown > 0
@@ -157,8 +162,9 @@ def test_the_bad_input_file_is_quarantined_with_reasons(spark: SparkSession, tmp
         "truncated_last_line"
     )
     assert len(stored) == 15
-    sources = {row["source_name"] for row in quarantine(spark, tmp_path).collect()}
-    assert sources == {"bad_input.csv"}
+    sources = {(row["source_file"], row["source_id"]) for row in quarantine(spark, tmp_path).collect()}
+    uri = canonical_uri(BAD_INPUT_CSV.as_uri())
+    assert sources == {(uri, source_id(uri))}
 
     published = {(r["invoice_no"], r["customer_id"]) for r in curated(spark, tmp_path).collect()}
     assert published == {("536365", "17850"), ("536367", "13047"), ("536381", "Unknown"), ("536477", "16210")}
@@ -167,34 +173,16 @@ def test_the_bad_input_file_is_quarantined_with_reasons(spark: SparkSession, tmp
 
 
 def test_running_twice_gives_identical_rows(spark: SparkSession, tmp_path: Path) -> None:
+    """The same lines, no duplicates; only the lineage's run id names the second run."""
     batch.run(spark, settings(BAD_INPUT_CSV, tmp_path))
-    first_curated = curated(spark, tmp_path).localCheckpoint()
-    first_quarantine = quarantine(spark, tmp_path).localCheckpoint()
-    batch.run(spark, settings(BAD_INPUT_CSV, tmp_path))
-    assert_df_equality(curated(spark, tmp_path), first_curated, ignore_row_order=True)
-    assert_df_equality(quarantine(spark, tmp_path), first_quarantine, ignore_row_order=True)
+    first_curated = curated(spark, tmp_path).drop("run_id").localCheckpoint()
+    first_quarantine = quarantine(spark, tmp_path).drop("run_id").localCheckpoint()
+    second = batch.run(spark, settings(BAD_INPUT_CSV, tmp_path))
+    assert_df_equality(curated(spark, tmp_path).drop("run_id"), first_curated, ignore_row_order=True)
+    assert_df_equality(quarantine(spark, tmp_path).drop("run_id"), first_quarantine, ignore_row_order=True)
+    for output in (curated(spark, tmp_path), quarantine(spark, tmp_path)):
+        assert [row["run_id"] for row in output.select("run_id").distinct().collect()] == [second.run_id]
     assert not (tmp_path / "_staging").exists()
-
-
-def test_a_run_on_a_subset_replaces_only_its_partitions(spark: SparkSession, tmp_path: Path) -> None:
-    rows = sample_rows(300)
-    december, january = rows[:150], in_month(rows[150:], 1, 2011)
-    full = write_csv(tmp_path / "two_months.csv", december + january)
-    output = tmp_path / "out"
-    batch.run(spark, settings(full, output))
-    december_before = curated(spark, output).where(F.col("invoice_month") == 12).localCheckpoint()
-
-    february_rows = in_month(rows[:40], 1, 2011)  # a corrected January: 40 other lines
-    subset = write_csv(tmp_path / "january_only.csv", february_rows)
-    report = batch.run(spark, settings(subset, output))
-
-    after = curated(spark, output)
-    assert_df_equality(after.where(F.col("invoice_month") == 12), december_before, ignore_row_order=True)
-    january_after = after.where(F.col("invoice_month") == 1)
-    assert january_after.count() == report.published
-    assert {r["invoice_no"] for r in january_after.collect()} == {row[0] for row in february_rows} - {
-        row[0] for row in february_rows if row[0].startswith("C")
-    }
 
 
 def test_a_run_that_fails_midway_leaves_the_earlier_output(
@@ -249,12 +237,13 @@ def test_the_staged_write_parses_each_line_once(spark: SparkSession, tmp_path: P
     """The plan the job writes holds one CSV parse. With the header filter under the
     observation instead, the optimizer inlines the parse into the filter: from_csv 28 times,
     the write 4-5x slower. A plan check, not a timing."""
-    inputs = inspect_inputs(HadoopFileSystem(spark), str(SAMPLE_CSV), encoding="utf-8")
+    fs = HadoopFileSystem(spark)
+    inputs = select_inputs(fs, str(SAMPLE_CSV), Ledger(), incremental=False, encoding="utf-8").inputs
     job = settings(SAMPLE_CSV, tmp_path)
-    lines, _ = batch.data_lines(spark, inputs, job)
+    lines, _ = batch.data_lines(spark, inputs, job, run_id="run-1")
     assert optimized_plan(lines).count("from_csv(") == 1
     # Without the observation between them, the same filter parses each line many times.
-    unobserved = batch.classify_inputs(spark, inputs, job).where(
+    unobserved = batch.classify_inputs(spark, inputs, job, run_id="run-1").where(
         F.col("outcome") != transforms.OUTCOME_HEADER
     )
     assert optimized_plan(unobserved).count("from_csv(") > 1

@@ -46,7 +46,7 @@ def test_a_bad_config_exits_2_with_a_message_not_a_traceback(tmp_path: Path) -> 
 
 def test_a_killed_run_leaves_the_previous_output_readable(spark: SparkSession, tmp_path: Path) -> None:
     settings = BatchSettings(str(BAD_INPUT_CSV), str(tmp_path), "utf-8", True)
-    batch.run(spark, settings)
+    first = batch.run(spark, settings)
     before = spark.read.parquet(str(tmp_path / "curated")).localCheckpoint()
     report_before = (tmp_path / "reports" / "run_report.json").read_text()
 
@@ -78,7 +78,8 @@ def test_a_killed_run_leaves_the_previous_output_readable(spark: SparkSession, t
     assert_df_equality(spark.read.parquet(str(tmp_path / "curated")), before, ignore_row_order=True)
     assert (tmp_path / "reports" / "run_report.json").read_text() == report_before
 
-    # The next run discards what the killed one left behind and publishes normally.
+    # The next run (its lock taken over from the dead one) discards what the killed one left
+    # behind and publishes normally, beside the first file's lines.
     report = batch.run(spark, BatchSettings(str(SAMPLE_CSV), str(tmp_path), "utf-8", True))
-    assert report.published == spark.read.parquet(str(tmp_path / "curated")).count()
+    assert report.published + first.published == spark.read.parquet(str(tmp_path / "curated")).count()
     assert not (tmp_path / "_staging").exists()

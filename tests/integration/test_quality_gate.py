@@ -15,6 +15,7 @@ from pyspark.sql import functions as F
 
 from retail_pipeline import batch, quality, rules, transforms
 from retail_pipeline.config import BatchSettings, QualitySettings
+from retail_pipeline.ledger import canonical_uri, source_id
 from retail_pipeline.quality import QualityGateError
 from tests.conftest import BAD_INPUT_CSV, SAMPLE_CSV
 
@@ -50,7 +51,9 @@ def test_a_warning_only_defect_publishes_and_reports_the_warning(validated_run: 
     report = json.loads((validated_run / "reports" / "run_report.json").read_text())
     assert report["status"] == "succeeded" and report["published"] == 5
     assert sum(report["quarantined"].values()) == 15 and report["quarantined"]["truncated_last_line"] == 1
-    assert (validated_run / "quarantine" / "source_name=bad input.csv").is_dir()
+    source = canonical_uri((validated_run.parent / "bad input.csv").as_uri())
+    assert source.endswith("/bad%20input.csv")
+    assert (validated_run / "quarantine" / f"source_id={source_id(source)}").is_dir()
     assert report["quality"]["success"] is True
     result = latest_validation(validated_run)
     assert result["critical_failures"] == []
@@ -61,7 +64,7 @@ def test_a_warning_only_defect_publishes_and_reports_the_warning(validated_run: 
     # Every curated check has its count, the passed ones too (run without GX's counts).
     curated = [e for e in result["expectations"] if e["suite"] == quality.CURATED_SUITE]
     passed_columns = [e for e in curated if e["success"] and "column" in e["kwargs"]]
-    assert len(passed_columns) == 14 and {e["unexpected_count"] for e in passed_columns} == {0}
+    assert len(passed_columns) == 16 and {e["unexpected_count"] for e in passed_columns} == {0}
     (row_count,) = [e for e in curated if e["expectation"] == "expect_table_row_count_to_equal"]
     assert row_count["success"] and row_count["observed_value"] == report["published"]
     # The raw suite sees the malformed lines before quarantine, as a warning.
@@ -135,6 +138,8 @@ def curated_lines(spark: SparkSession, *rows: tuple) -> DataFrame:
         .withColumn("revenue", F.col("revenue").cast(rules.REVENUE_TYPE))
         .withColumn("invoice_ts", F.lit("2010-12-01 08:26:00").cast("timestamp_ntz"))
         .withColumn("country", F.lit("United Kingdom"))
+        .withColumn("source_file", F.lit("file:///in/day.csv"))
+        .withColumn("run_id", F.lit("run-1"))
         .select(*[c for c in transforms.CURATED_COLUMNS if c not in transforms.PARTITION_COLUMNS])
     )
 

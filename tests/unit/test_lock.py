@@ -37,14 +37,16 @@ def read_lock(output: Path) -> dict[str, Any]:
     return json.loads((output / LOCK_NAME).read_text())
 
 
-def write_lock(output: Path, *, run_id: str, expires_in: timedelta) -> None:
+def write_lock(
+    output: Path, *, run_id: str, expires_in: timedelta, host: str = "batch-host-7", pid: int = 4242
+) -> None:
     """A lock written by hand, as another (possibly killed) run would have left it."""
     now = datetime.now(UTC)
     output.mkdir(parents=True, exist_ok=True)
     record = {
         "run_id": run_id,
-        "host": "batch-host-7",
-        "pid": 4242,
+        "host": host,
+        "pid": pid,
         "acquired_at": (now - timedelta(hours=2)).isoformat(),
         "expires_at": (now + expires_in).isoformat(),
     }
@@ -112,6 +114,24 @@ def test_stale_lock_is_taken_over_with_a_warning(
         assert read_lock(output)["run_id"] == "run-b"
     assert any("run-killed" in r.getMessage() and "stale" in r.getMessage() for r in caplog.records)
     assert os.listdir(output) == []
+
+
+def test_a_lock_whose_holder_on_this_host_is_dead_is_taken_over_at_once(tmp_path: Path) -> None:
+    """kill -9 leaves the lock behind; on the same machine the next run need not wait a lease."""
+    finished = multiprocessing.get_context("fork").Process(target=int)
+    finished.start()
+    finished.join()
+    output = tmp_path / "curated"
+    host = socket.gethostname()
+    write_lock(
+        output, run_id="run-killed", expires_in=timedelta(minutes=30), host=host, pid=finished.pid or 0
+    )
+    with output_lock(str(output), run_id="run-b"):
+        assert read_lock(output)["run_id"] == "run-b"
+    # A live holder on this host is still refused.
+    write_lock(output, run_id="run-alive", expires_in=timedelta(minutes=30), host=host, pid=os.getpid())
+    with pytest.raises(OutputLockedError, match="run-alive"), output_lock(str(output), run_id="run-c"):
+        pass
 
 
 def test_live_lock_written_by_another_host_is_refused(tmp_path: Path) -> None:

@@ -11,22 +11,28 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from retail_pipeline import rules, transforms
+from retail_pipeline import ledger, rules, transforms
 
 HEADER = rules.RAW_HEADER
 GOOD = "536365,85123A,WHITE HANGING HEART T-LIGHT HOLDER,6,12/1/2010 8:26,2.55,17850,United Kingdom"
 LINES_SCHEMA = T.StructType(
-    [T.StructField("source_file", T.StringType()), T.StructField("line", T.StringType())]
+    [
+        T.StructField("source_file", T.StringType()),
+        T.StructField("line", T.StringType()),
+        T.StructField("run_id", T.StringType()),
+    ]
 )
+RUN_ID = "20261207T000000Z-0a1b2c3d"
+SOURCE = "file:///in/a.csv"
 
 
-def lines_df(spark: SparkSession, *lines: str, source: str = "file:///in/a.csv") -> DataFrame:
-    return spark.createDataFrame([(source, line) for line in lines], LINES_SCHEMA)
+def lines_df(spark: SparkSession, *lines: str, source: str = SOURCE) -> DataFrame:
+    return spark.createDataFrame([(source, line, RUN_ID) for line in lines], LINES_SCHEMA)
 
 
 def with_expected(spark: SparkSession, cases: list[tuple[str, str | None]], column: str) -> DataFrame:
     schema = T.StructType([*LINES_SCHEMA.fields, T.StructField(f"expected_{column}", T.StringType())])
-    return spark.createDataFrame([("file:///in/a.csv", line, want) for line, want in cases], schema)
+    return spark.createDataFrame([(SOURCE, line, RUN_ID, want) for line, want in cases], schema)
 
 
 def test_split_fields_reads_rfc4180_quoting(spark: SparkSession) -> None:
@@ -116,6 +122,8 @@ def test_type_fields_gives_the_curated_types_and_values(spark: SparkSession) -> 
             T.StructField("invoice_ts", T.TimestampNTZType()),
             T.StructField("customer_id", T.StringType()),
             T.StructField("country", T.StringType()),
+            T.StructField("source_file", T.StringType()),
+            T.StructField("run_id", T.StringType()),
             T.StructField("invoice_year", T.IntegerType()),
             T.StructField("invoice_month", T.IntegerType()),
         ]
@@ -123,11 +131,11 @@ def test_type_fields_gives_the_curated_types_and_values(spark: SparkSession) -> 
     expected = spark.createDataFrame(
         [
             ("536365", "85123A", "WHITE HANGING HEART T-LIGHT HOLDER", 6, Decimal("2.55"), Decimal("15.30"),
-             datetime(2010, 12, 1, 8, 26), "17850", "United Kingdom", 2010, 12),
+             datetime(2010, 12, 1, 8, 26), "17850", "United Kingdom", SOURCE, RUN_ID, 2010, 12),
             ("536367", "84879", "BIRD ORNAMENT", 32, Decimal("1.695"), Decimal("54.24"),
-             datetime(2011, 1, 31, 23, 59, 7), "13047", "France", 2011, 1),
+             datetime(2011, 1, 31, 23, 59, 7), "13047", "France", SOURCE, RUN_ID, 2011, 1),
             ("536368", "84880", None, -2, Decimal("0"), Decimal("0"),
-             datetime(2011, 12, 9, 12, 50), "Unknown", "EIRE", 2011, 12),
+             datetime(2011, 12, 9, 12, 50), "Unknown", "EIRE", SOURCE, RUN_ID, 2011, 12),
         ],
         expected_schema,
     )  # fmt: skip
@@ -197,8 +205,9 @@ def test_to_quarantine_keeps_the_raw_line_reason_and_source(spark: SparkSession)
     quarantine = lines.transform(transforms.classify_lines, header_lines={HEADER}).transform(
         transforms.to_quarantine
     )
+    source = "file:///in/my%20file.csv"
     expected = spark.createDataFrame(
-        [("file:///in/my%20file.csv", bad, "invalid_quantity", "my file.csv")],
-        "source_file string, raw_line string, reason string, source_name string",
+        [(source, bad, "invalid_quantity", RUN_ID, ledger.source_id(source))],
+        "source_file string, raw_line string, reason string, run_id string, source_id string",
     )
     assert_df_equality(quarantine, expected, ignore_nullable=True)

@@ -168,10 +168,11 @@ def test_a_redshift_run_load_replaces_the_runs_sources_with_the_lines_it_publish
         published_revenue=Decimal("184239.83"),
         sources=SOURCES,
         curated_partitions=("invoice_year=2010/invoice_month=12",),
+        curated_root="curated",
         source="s3://retail-bucket/output/reports/run_report.json",
     )
     monkeypatch.setattr(files, "read_run_report", lambda output, path: report)
-    monkeypatch.setattr(files, "partition_files", lambda output, partitions: [f.path for f in FILES])
+    monkeypatch.setattr(files, "partition_files", lambda output, partitions, root: [f.path for f in FILES])
 
     result = load_run(URL, "s3://retail-bucket/output")
 

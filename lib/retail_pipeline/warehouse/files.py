@@ -64,6 +64,7 @@ class RunSummary:
     published_revenue: Decimal
     sources: tuple[str, ...]  # the source files whose lines the run replaced
     curated_partitions: tuple[str, ...]  # the months it rewrote (with other sources' lines too)
+    curated_root: str  # where they are, relative to the output (its version folder, on S3)
     source: str  # the report's URI
 
 
@@ -115,6 +116,7 @@ def read_run_report(output_dir: str, run_report: str | None = None) -> RunSummar
             published_revenue=Decimal(str(data["published_revenue"])),
             sources=tuple(str(s) for s in data["sources"]),
             curated_partitions=tuple(str(p) for p in data["curated_partitions"]),
+            curated_root=str(data.get("curated_root", "curated")),
             source=uri,
         )
     except (ValueError, KeyError, TypeError, InvalidOperation) as error:
@@ -142,12 +144,12 @@ def _folders(folder: str, prefix: str) -> list[str]:
     ]
 
 
-def partition_files(output_dir: str, partitions: Sequence[str]) -> list[str]:
-    """The data files of the given curated partitions (names starting with _ or . skipped, as
-    Spark skips them)."""
+def partition_files(output_dir: str, partitions: Sequence[str], *, root: str = "curated") -> list[str]:
+    """The data files of the given curated partitions under `root` (relative to the output;
+    names starting with _ or . skipped, as Spark skips them)."""
     found: list[str] = []
     for partition in partitions:
-        folder = join(output_dir, "curated", partition)
+        folder = join(output_dir, root, partition)
         filesystem, inner, uri = resolve(folder)
         try:
             infos = filesystem.get_file_info(pafs.FileSelector(inner, recursive=False))

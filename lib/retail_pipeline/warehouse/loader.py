@@ -113,7 +113,8 @@ def load_run(warehouse_url: str, output_dir: str, *, run_report: str | None = No
         merge.stage_sources(report.sources)
     except ValueError as error:
         raise WarehouseInputError(f"run report {report.source}: {error}") from None
-    described = files.describe_files(files.partition_files(output_dir, report.curated_partitions))
+    partition_files = files.partition_files(output_dir, report.curated_partitions, root=report.curated_root)
+    described = files.describe_files(partition_files)
     rows = sum(f.rows for f in described)
     if rows < report.published:
         raise WarehouseInputError(
