@@ -43,6 +43,7 @@ DEV = [
     "cfn-lint==1.58.0",  # infra/template.yaml, checked in the tests
     "nbclient==0.11.0",  # runs the Jupyter notebook in the tests
     "nbformat==5.11.1",
+    "hypothesis==6.170.27",  # property tests of both parsers
 ]
 
 setup(
