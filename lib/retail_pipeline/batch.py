@@ -19,6 +19,7 @@ quality gate, and reading it back is cheaper than building an in-memory cache of
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import logging
 import math
@@ -37,7 +38,7 @@ from pyspark.sql import functions as F
 from retail_pipeline import publish, rewrite, transforms
 from retail_pipeline.catalog import VERSIONS_DIR, CatalogTable
 from retail_pipeline.config import BatchSettings, QualitySettings
-from retail_pipeline.inputs import InputFile, Intake, jvm_charset, select_inputs
+from retail_pipeline.inputs import InputError, InputFile, Intake, jvm_charset, select_inputs
 from retail_pipeline.ledger import Ledger, Month, SourceEntry, month_key
 from retail_pipeline.lock import LockInfo, output_lock
 from retail_pipeline.logs import set_run_id
@@ -95,6 +96,33 @@ def balanced_split_bytes(total_bytes: int, *, slots: int, max_split_bytes: int) 
 
 
 @contextmanager
+def storage_errors(output: str) -> Iterator[None]:
+    """A full disk or a refused write, said in one line (naming the output) instead of a
+    Java stack trace; the run's staged output is discarded, the published one unchanged."""
+    try:
+        yield
+    except Exception as error:
+        text = str(error)
+        for cause, advice in STORAGE_FAILURES.items():
+            if cause in text:
+                raise StorageError(f"writing {output} failed: {cause}: {advice}") from None
+        raise
+
+
+# Messages of the JVM's and the OS's I/O errors, and what to do about each.
+STORAGE_FAILURES = {
+    "No space left on device": "free space there (the previous output is unchanged) and run again",
+    "Disk quota exceeded": "raise the quota or free space (the previous output is unchanged) and run again",
+    "Read-only file system": "write the output to a writable folder",
+    "Permission denied": "give the job's user write access to the output folder",
+}
+
+
+class StorageError(RuntimeError):
+    """The output could not be written; the message says why and what to do."""
+
+
+@contextmanager
 def balanced_splits(spark: SparkSession, inputs: list[InputFile]) -> Iterator[None]:
     """Read `inputs` in balanced splits (see `balanced_split_bytes`) within this block."""
     key = "spark.sql.files.maxPartitionBytes"
@@ -117,7 +145,14 @@ def read_lines(spark: SparkSession, inputs: list[InputFile], *, encoding: str, r
     # (For UTF-8, Hadoop's line reader already drops a leading byte-order mark.)
     text = F.col("value")
     charset = jvm_charset(encoding)
-    if charset != "UTF-8":
+    # Bytes invalid in the encoding become U+FFFD, which quarantines the line (invalid_encoding):
+    # Spark keeps a UTF-8 line's bytes as they are, so only lines with non-ASCII bytes (more
+    # bytes than characters) are decoded again, by the JVM's replacing decoder.
+    if charset == "UTF-8":
+        text = F.when(
+            F.length(text) != F.octet_length(text), F.decode(text.cast("binary"), charset)
+        ).otherwise(text)
+    else:
         text = F.decode(F.col("value").cast("binary"), charset)
     return raw.select(
         transforms.canonical_source(F.col("_metadata.file_path")).alias(transforms.SOURCE_FILE),
@@ -265,20 +300,20 @@ def write_staging(
     settings: BatchSettings,
     *,
     staging: str,
-    run_id: str,
+    scope: LineScope,
     timer: StageTimer,
 ) -> Staged:
     """Classify and write every data line to staging in one pass, the quarantine in a second
     one when there is any; check that what was written is what was counted."""
     with timer.stage("write_staging"), balanced_splits(spark, inputs):
-        lines, observation = data_lines(spark, inputs, settings, run_id=run_id)
+        lines, observation = data_lines(spark, inputs, settings, scope=scope)
         write_lines(lines, f"{staging}/{LINES}")
         counts = outcome_counts(observation)
     if counts.quarantined_total:
         # Quarantine records keep each line's raw text, which the staged lines do not carry:
         # read again, only when some line was quarantined (real exports have none).
         with timer.stage("write_quarantine"), balanced_splits(spark, inputs):
-            classified, again = observed_lines(spark, inputs, settings, run_id=run_id)
+            classified, again = observed_lines(spark, inputs, settings, scope=scope)
             write_quarantine(transforms.to_quarantine(classified), f"{staging}/quarantine")
             if outcome_counts(again) != counts:
                 raise RuntimeError(
@@ -360,6 +395,28 @@ class CuratedLayout:
         return None if self.catalog is None else CatalogSwitch(self.catalog, self.locations(plan))
 
 
+def gate_run(
+    spark: SparkSession,
+    fs: HadoopFileSystem,
+    quality: QualitySettings,
+    scope: LineScope,
+    *,
+    staged: Staged,
+    staging: str,
+) -> dict[str, Any]:
+    """The quality gate on what the run staged, with the run's InvoiceDate bounds; a run of
+    no data lines (header-only or empty inputs) has nothing to check."""
+    if not staged.counts.read:
+        logger.info("No data lines (header-only or empty inputs): nothing for the gate to check")
+        return {"success": True, "skipped": "no data lines"}
+    if scope.invoice_ts_range is not None:
+        latest = f"{scope.invoice_ts_range[1]:%Y-%m-%d %H:%M:%S}"
+        quality = dataclasses.replace(quality, invoice_ts_max=latest)
+    return validate_run(
+        spark, fs, quality=quality, counts=staged.counts, staging=staging, run_id=scope.run_id
+    )
+
+
 def build_report(
     spark: SparkSession,
     *,
@@ -415,7 +472,10 @@ def run(
     run_id = run_id or new_run_id()
     set_run_id(run_id)
     output = settings.output.rstrip("/")
-    with output_lock(output, run_id=run_id) as lock:
+    fs = HadoopFileSystem(spark)
+    if fs.exists(output) and not fs.is_dir(output):
+        raise InputError(f"output {output} is a file, not a folder: give the job a folder to write to")
+    with output_lock(output, run_id=run_id) as lock, storage_errors(output):
         return _run_locked(spark, settings, quality=quality, lock=lock, output=output)
 
 
@@ -432,6 +492,9 @@ def _run_locked(
     timer = StageTimer()
     run_id = lock.run_id
     staging = publish.staging_dir(output, run_id)
+    started = datetime.now(UTC).replace(tzinfo=None)
+    bounds = quality.invoice_ts_bounds(started) if quality is not None else None
+    scope = LineScope(run_id, bounds)
     with timer.stage("inspect_inputs"):
         publish.recover(fs, output)
         ledger = Ledger.read(fs, output)
@@ -453,12 +516,10 @@ def _run_locked(
         logger.warning("The data-quality gate is off: publishing unvalidated data")
     staged: Staged | None = None
     try:
-        staged = write_staging(spark, fs, inputs, settings, staging=staging, run_id=run_id, timer=timer)
+        staged = write_staging(spark, fs, inputs, settings, staging=staging, scope=scope, timer=timer)
         if quality is not None and quality.enabled:
             with timer.stage("validate"):
-                quality_summary |= validate_run(
-                    spark, fs, quality=quality, counts=staged.counts, staging=staging, run_id=run_id
-                )
+                quality_summary |= gate_run(spark, fs, quality, scope, staged=staged, staging=staging)
         with timer.stage("rewrite_curated"):
             plan = rewrite_curated(spark, fs, ledger, inputs, staged, layout=layout, staging=staging)
         with timer.stage("publish"):
@@ -495,7 +556,7 @@ def _run_locked(
 
 
 def data_lines(
-    spark: SparkSession, inputs: list[InputFile], settings: BatchSettings, *, run_id: str
+    spark: SparkSession, inputs: list[InputFile], settings: BatchSettings, *, scope: LineScope
 ) -> tuple[DataFrame, Observation]:
     """The classified lines but the header lines, which the observation still counts.
 
@@ -504,22 +565,22 @@ def data_lines(
     each line again for every field the outcome reads (from_csv 28 times in the optimized
     plan instead of once; the write took 92-95 s instead of 20 s at SCALE=10, warm).
     """
-    classified, observation = observed_lines(spark, inputs, settings, run_id=run_id)
+    classified, observation = observed_lines(spark, inputs, settings, scope=scope)
     return classified.where(F.col("outcome") != transforms.OUTCOME_HEADER), observation
 
 
 def observed_lines(
-    spark: SparkSession, inputs: list[InputFile], settings: BatchSettings, *, run_id: str
+    spark: SparkSession, inputs: list[InputFile], settings: BatchSettings, *, scope: LineScope
 ) -> tuple[DataFrame, Observation]:
     """The classified lines, counted by the action that consumes them (`outcome_counts`)."""
     observation = Observation()
-    return classify_inputs(spark, inputs, settings, run_id=run_id).observe(
+    return classify_inputs(spark, inputs, settings, scope=scope).observe(
         observation, *transforms.outcome_metrics()
     ), observation
 
 
 def classify_inputs(
-    spark: SparkSession, inputs: list[InputFile], settings: BatchSettings, *, run_id: str
+    spark: SparkSession, inputs: list[InputFile], settings: BatchSettings, *, scope: LineScope
 ) -> DataFrame:
     """The input files read and classified, one row per line (header lines included)."""
     truncated = {
@@ -527,8 +588,18 @@ def classify_inputs(
         for f in inputs
         if f.unterminated_last_line is not None and settings.quarantine_unterminated_last_line
     }
-    return read_lines(spark, inputs, encoding=settings.encoding, run_id=run_id).transform(
+    return read_lines(spark, inputs, encoding=settings.encoding, run_id=scope.run_id).transform(
         transforms.classify_lines,
         header_lines={f.header_line for f in inputs if not f.empty},
         truncated_last_lines=truncated,
+        invoice_ts_range=scope.invoice_ts_range,
     )
+
+
+@dataclass(frozen=True)
+class LineScope:
+    """What a run's classification needs beyond the lines: its id (each line's lineage) and
+    the accepted InvoiceDate range (None: any real date)."""
+
+    run_id: str
+    invoice_ts_range: tuple[datetime, datetime] | None = None

@@ -14,7 +14,7 @@ import types
 import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -90,20 +90,36 @@ class BatchSettings:
 class QualitySettings:
     # Off only for quick development loops: then nothing checks what is published.
     enabled: bool
-    # Bounds of invoice_ts in the curated data, "yyyy-MM-dd HH:mm:ss", inclusive.
+    # Bounds of InvoiceDate, "yyyy-MM-dd HH:mm:ss", inclusive: a line outside them is
+    # quarantined (invoice_date_out_of_range) and the gate checks the published ones again.
+    # Without invoice_ts_max the bound is the run's start plus future_tolerance_hours.
     invoice_ts_min: str
-    invoice_ts_max: str
     # A country outside this list is a warning, not a failure.
     known_countries: tuple[str, ...]
     # How many offending values a failed expectation shows in messages and results.
     examples_shown: int
+    invoice_ts_max: str | None = None
+    future_tolerance_hours: int = 24
 
     def __post_init__(self) -> None:
         for key in ("invoice_ts_min", "invoice_ts_max"):
+            value = getattr(self, key)
             try:
-                datetime.fromisoformat(getattr(self, key))
+                if value is not None:
+                    datetime.fromisoformat(value)
             except ValueError:
                 raise ConfigError(f"'quality.{key}' must be a time as yyyy-MM-dd HH:mm:ss") from None
+        if self.future_tolerance_hours < 0:
+            raise ConfigError("'quality.future_tolerance_hours' must be 0 or more")
+
+    def invoice_ts_bounds(self, now: datetime) -> tuple[datetime, datetime]:
+        """The accepted InvoiceDate range of a run started at `now` (a naive UTC time)."""
+        latest = (
+            datetime.fromisoformat(self.invoice_ts_max)
+            if self.invoice_ts_max
+            else now + timedelta(hours=self.future_tolerance_hours)
+        )
+        return datetime.fromisoformat(self.invoice_ts_min), latest.replace(microsecond=0)
 
 
 @dataclass(frozen=True)

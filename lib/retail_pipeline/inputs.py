@@ -8,10 +8,16 @@ without a line break is remembered, because a file cut inside its last field sti
 
 from __future__ import annotations
 
+import bz2
 import codecs
 import csv
 import logging
+import os
+import re
+import zlib
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from retail_pipeline import rules
 from retail_pipeline.ledger import Ledger
@@ -20,7 +26,7 @@ from retail_pipeline.storage import FileInfo, HadoopFileSystem
 logger = logging.getLogger(__name__)
 
 PEEK_BYTES = 64 * 1024
-UTF8_BOM = "\ufeff"
+UTF8_BOM = rules.UTF8_BOM
 
 
 class InputError(ValueError):
@@ -112,21 +118,90 @@ def _seen(fs: HadoopFileSystem, ledger: Ledger, info: FileInfo) -> bool:
 
 def _inspect_file(fs: HadoopFileSystem, info: FileInfo, codec: str) -> InputFile:
     path = info.path
+    checksum = fs.checksum(path)
     if info.size == 0:
         logger.warning("Input %s is empty (0 bytes): it holds no lines", path)
-        return InputFile(path, info.uri, 0, info.modified, "", None, fs.checksum(path))
-    head = fs.read_bytes(path, length=PEEK_BYTES).decode(codec, errors="replace")
-    header_line = head.splitlines()[0] if head else ""
+        return InputFile(path, info.uri, 0, info.modified, "", None, checksum)
+    head, tail = peek(fs, info)
+    _check_encoding_of(path, head, codec)
+    header_line = LINE_BREAKS.split(head.decode(codec, errors="replace"), maxsplit=1)[0]
     header_line = header_line.removeprefix(UTF8_BOM)
     columns = tuple(field.strip() for field in next(csv.reader([header_line]), []))
     if columns != rules.RAW_COLUMNS:
         raise InputError(
             f"{path}: the first line should be the header {rules.RAW_HEADER!r} but is {header_line[:200]!r}"
         )
-    tail = fs.read_bytes(path, start=-PEEK_BYTES)
     unterminated = None
-    if not tail.endswith(b"\n"):
-        last = tail.rsplit(b"\n", 1)[-1].decode(codec, errors="replace").removesuffix("\r")
+    if not tail.endswith((b"\n", b"\r")):
+        last = LINE_BREAKS.split(tail.decode(codec, errors="replace"))[-1]
         unterminated = last.removeprefix(UTF8_BOM)
         logger.warning("Input %s does not end with a line break: its last line may be cut short", path)
-    return InputFile(path, info.uri, info.size, info.modified, header_line, unterminated, fs.checksum(path))
+    return InputFile(path, info.uri, info.size, info.modified, header_line, unterminated, checksum)
+
+
+# Hadoop's line reader ends a line at \n, \r or \r\n.
+LINE_BREAKS = re.compile(r"\r\n|\r|\n")
+# Compressed inputs Spark's text source reads (by extension, as Hadoop picks the codec).
+DECOMPRESSORS: dict[str, Callable[[], Any]] = {
+    ".gz": lambda: zlib.decompressobj(wbits=zlib.MAX_WBITS | 32),
+    ".bz2": bz2.BZ2Decompressor,
+}
+UNSUPPORTED_COMPRESSION = (".zip", ".zst", ".lz4", ".snappy", ".deflate", ".xz", ".7z")
+READ_CHUNK = 1024 * 1024
+
+
+def peek(fs: HadoopFileSystem, info: FileInfo) -> tuple[bytes, bytes]:
+    """The first and last PEEK_BYTES of a file's text: read in place, or decompressed as a
+    stream for .gz and .bz2 (which have no random access: the whole file passes through)."""
+    suffix = os.path.splitext(info.path)[1].lower()
+    if suffix in UNSUPPORTED_COMPRESSION:
+        raise InputError(
+            f"{info.path}: {suffix} files are not read (supported: plain text, .gz, .bz2);"
+            " decompress it or re-deliver it as .gz"
+        )
+    if suffix not in DECOMPRESSORS:
+        return fs.read_bytes(info.path, length=PEEK_BYTES), fs.read_bytes(info.path, start=-PEEK_BYTES)
+    head, tail = b"", b""
+    decompressor = DECOMPRESSORS[suffix]()
+    try:
+        for start in range(0, info.size, READ_CHUNK):
+            data = fs.read_bytes(info.path, start=start, length=READ_CHUNK)
+            while data:
+                text = decompressor.decompress(data)
+                head = head if len(head) >= PEEK_BYTES else (head + text)[:PEEK_BYTES]
+                tail = (tail + text)[-PEEK_BYTES:]
+                # A file of several members (concatenated .gz or .bz2) restarts after each.
+                data = decompressor.unused_data if decompressor.eof else b""
+                if data:
+                    decompressor = DECOMPRESSORS[suffix]()
+    except (OSError, EOFError, zlib.error, ValueError) as error:
+        raise InputError(f"{info.path}: not a valid {suffix} file ({error}): re-deliver it") from None
+    if not decompressor.eof:
+        raise InputError(f"{info.path}: the {suffix} file ends early (cut short?): re-deliver it")
+    return head, tail
+
+
+def _check_encoding_of(path: str, head: bytes, codec: str) -> None:
+    """Stop on a file that is mostly not in the configured encoding (a Latin-1 export read as
+    UTF-8: most lines with non-ASCII bytes fail, and more than one), naming an encoding that
+    reads it; a stray bad line is quarantined instead (invalid_encoding)."""
+    lines = [line for line in head.split(b"\n")[:-1] if not line.isascii()]
+    bad = [line for line in lines if not _decodes(line, codec)]
+    if len(bad) < 2 or len(bad) * 2 < len(lines):
+        return
+    fits = next(
+        (name for name in ("utf-8", "cp1252", "iso8859-15") if all(_decodes(b, name) for b in lines)), None
+    )
+    hint = f"; it reads as {fits}: set batch.encoding: {fits}" if fits else ""
+    raise InputError(
+        f"{path}: not {codec} text: {len(bad)} of the first {len(lines)} lines with non-ASCII bytes"
+        f" do not decode, e.g. {bad[0][:80]!r}{hint}"
+    )
+
+
+def _decodes(data: bytes, codec: str) -> bool:
+    try:
+        data.decode(codec)
+    except UnicodeDecodeError:
+        return False
+    return True

@@ -31,6 +31,7 @@ RAW_COLUMNS: tuple[str, ...] = (
     "Country",
 )
 RAW_HEADER = ",".join(RAW_COLUMNS)
+UTF8_BOM = "\ufeff"
 
 UNKNOWN_CUSTOMER = "Unknown"
 
@@ -60,6 +61,13 @@ QUANTITY_PATTERN = r"^[+-]?[0-9]{1,9}$"
 UNIT_PRICE_PATTERN = r"^[+-]?([0-9]{1,8}(\.[0-9]{0,4})?|\.[0-9]{1,4})$"
 # Spreadsheet exports write whole customer numbers as floats ("17850.0").
 CUSTOMER_ID_FLOAT_SUFFIX = r"\.0+$"
+# Control characters (C0, DEL, C1): a key holding one is malformed (it breaks look-ups and,
+# for NUL, PostgreSQL); in Description each run of them becomes one space. Same syntax in
+# Java and Python regexes.
+CONTROL_CHARACTERS = r"[\x00-\x1F\x7F-\x9F]"
+CONTROL_RUN = CONTROL_CHARACTERS + "+"
+# What a decoder puts where the bytes were not valid in the input's encoding.
+REPLACEMENT_CHARACTER = "\ufffd"
 
 # Money and quantity types of the curated data (Spark DDL); revenue = quantity x unit_price
 # is exact in DECIMAL(23,4): an int has at most 10 digits, the price at most 12.
@@ -105,6 +113,9 @@ class QuarantineReason:
 
 # Reasons found while splitting a line into fields, checked first and in this order.
 LINE_REASONS: tuple[QuarantineReason, ...] = (
+    QuarantineReason(
+        "invalid_encoding", "the line holds bytes that are not valid in the input's encoding (batch.encoding)"
+    ),
     QuarantineReason("empty_line", "the line is empty"),
     QuarantineReason(
         "truncated_last_line",
@@ -122,13 +133,15 @@ class FieldCheck:
     `kind` is one of:
     - "required": the field is not empty;
     - "pattern": the field fully matches the regex `pattern` (same syntax in Java and Python);
-    - "invoice_date": the field is a real date in one of INVOICE_DATE_FORMATS.
+    - "no_control": the field is empty or holds no control character;
+    - "invoice_date": the field is a real date in one of INVOICE_DATE_FORMATS;
+    - "invoice_date_range": that date is within the run's bounds (when it has bounds).
     """
 
     reason: str
     description: str
     field: str
-    kind: Literal["required", "pattern", "invoice_date"]
+    kind: Literal["required", "pattern", "no_control", "invoice_date", "invoice_date_range"]
     pattern: str = ""
 
 
@@ -136,6 +149,18 @@ class FieldCheck:
 FIELD_CHECKS: tuple[FieldCheck, ...] = (
     FieldCheck("missing_invoice_no", "InvoiceNo is empty", "InvoiceNo", "required"),
     FieldCheck("missing_stock_code", "StockCode is empty", "StockCode", "required"),
+    FieldCheck(
+        "control_character_in_key",
+        "InvoiceNo or StockCode holds a control character",
+        "InvoiceNo",
+        "no_control",
+    ),
+    FieldCheck(
+        "control_character_in_key",
+        "InvoiceNo or StockCode holds a control character",
+        "StockCode",
+        "no_control",
+    ),
     FieldCheck("invalid_quantity", "Quantity is not a whole number", "Quantity", "pattern", QUANTITY_PATTERN),
     FieldCheck(
         "invalid_unit_price",
@@ -150,11 +175,22 @@ FIELD_CHECKS: tuple[FieldCheck, ...] = (
         "InvoiceDate",
         "invoice_date",
     ),
+    FieldCheck(
+        "invoice_date_out_of_range",
+        "InvoiceDate is before the earliest accepted date or later than now (quality.invoice_ts_min/max)",
+        "InvoiceDate",
+        "invoice_date_range",
+    ),
     FieldCheck("missing_country", "Country is empty", "Country", "required"),
+    FieldCheck("control_character_in_country", "Country holds a control character", "Country", "no_control"),
+    FieldCheck(
+        "control_character_in_customer_id", "CustomerID holds a control character", "CustomerID", "no_control"
+    ),
 )
 
+# One reason per name, in the order of first use (a reason may cover checks of several fields).
 QUARANTINE_REASONS: tuple[QuarantineReason, ...] = LINE_REASONS + tuple(
-    QuarantineReason(check.reason, check.description) for check in FIELD_CHECKS
+    {check.reason: QuarantineReason(check.reason, check.description) for check in FIELD_CHECKS}.values()
 )
 QUARANTINE_REASON_NAMES = tuple(reason.name for reason in QUARANTINE_REASONS)
 
@@ -194,6 +230,8 @@ FILTER_RULE_NAMES = tuple(rule.name for rule in FILTER_RULES)
 # ---------------------------------------------------------------------------------------------
 
 _PATTERNS = {check.pattern: re.compile(check.pattern) for check in FIELD_CHECKS if check.pattern}
+_CONTROL_RE = re.compile(CONTROL_CHARACTERS)
+_CONTROL_RUN_RE = re.compile(CONTROL_RUN)
 _CUSTOMER_SUFFIX_RE = re.compile(CUSTOMER_ID_FLOAT_SUFFIX)
 _DATETIME_PARTS = ("year", "month", "day", "hour", "minute", "second")
 # Per format: its regex and, for each of datetime's arguments, the regex group holding it
@@ -264,11 +302,21 @@ def parse_invoice_date(value: str | None) -> datetime | None:
     return None
 
 
-def parse_record(record: Mapping[str, str | None]) -> InvoiceLine | str:
+def clean_description(value: str | None) -> str | None:
+    """Description as published: each run of control characters one space, then trimmed."""
+    if value is None:
+        return None
+    return clean_text(_CONTROL_RUN_RE.sub(" ", value))
+
+
+def parse_record(
+    record: Mapping[str, str | None], *, invoice_ts_range: tuple[datetime, datetime] | None = None
+) -> InvoiceLine | str:
     """Type one raw record (keyed by RAW_COLUMNS): the line, or the quarantine reason's name.
 
     Only the field checks apply here; line-level reasons (empty line, field count, quotes)
-    belong to whoever split the text into fields.
+    belong to whoever split the text into fields. `invoice_ts_range` bounds InvoiceDate
+    (inclusive); without it any real date passes.
     """
     fields: dict[str, str | None] = {}
     # clean_text, inlined: the streaming consumer's hot loop (measured 20.4-21.1k records/s
@@ -283,13 +331,16 @@ def parse_record(record: Mapping[str, str | None]) -> InvoiceLine | str:
             invoice_ts = parse_invoice_date(value)
             if invoice_ts is None:
                 return check.reason
+        elif check.kind == "invoice_date_range":
+            if not in_range(invoice_ts, invoice_ts_range):
+                return check.reason
         elif not field_check_passes(check, value):
             return check.reason
     assert invoice_ts is not None  # FIELD_CHECKS holds the date's check
     return InvoiceLine(
         invoice_no=fields["InvoiceNo"] or "",
         stock_code=fields["StockCode"] or "",
-        description=fields["Description"],
+        description=clean_description(record.get("Description")),
         quantity=int(fields["Quantity"] or ""),
         unit_price=Decimal(fields["UnitPrice"] or "").quantize(_FOUR_PLACES),
         invoice_ts=invoice_ts,
@@ -298,13 +349,22 @@ def parse_record(record: Mapping[str, str | None]) -> InvoiceLine | str:
     )
 
 
+def in_range(invoice_ts: datetime | None, bounds: tuple[datetime, datetime] | None) -> bool:
+    """Whether a parsed InvoiceDate is within the run's bounds (inclusive); no bounds: yes."""
+    return bounds is None or (invoice_ts is not None and bounds[0] <= invoice_ts <= bounds[1])
+
+
 def field_check_passes(check: FieldCheck, value: str | None) -> bool:
     if check.kind == "required":
         return value is not None
     if check.kind == "pattern":
         return value is not None and _PATTERNS[check.pattern].match(value) is not None
+    if check.kind == "no_control":
+        return value is None or _CONTROL_RE.search(value) is None
     if check.kind == "invoice_date":
         return parse_invoice_date(value) is not None
+    if check.kind == "invoice_date_range":
+        return True  # needs the run's bounds: parse_record checks it
     raise ValueError(f"field check {check.reason!r} has an unknown kind {check.kind!r}")
 
 

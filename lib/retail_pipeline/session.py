@@ -31,6 +31,9 @@ REQUIRED_CONF = {
 DEFAULT_CONF = {
     "spark.sql.optimizer.plannedWrite.enabled": "false",
     "spark.sql.maxConcurrentOutputFileWriters": "64",
+    # Local files without Hadoop's .crc side files: a re-delivered input beside a stale
+    # checksum would fail the read (ChecksumException), and the outputs need none.
+    "spark.hadoop.fs.file.impl": "org.apache.hadoop.fs.RawLocalFileSystem",
 }
 
 

@@ -141,7 +141,7 @@ class HadoopFileSystem:
     def local_file(self, path: str) -> str | None:
         """The plain path of `path` when it is on this machine's file system, else None."""
         fs = self._fs(path)
-        if str(fs.getScheme()) != "file":
+        if str(fs.getUri().getScheme()) != "file":
             return None
         return str(fs.pathToFile(self._path(path)).getPath())
 

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Collection, Mapping
+from datetime import datetime
 from typing import Any
 
 from pyspark.sql import Column, DataFrame
@@ -40,6 +41,7 @@ SOURCE_ID = "source_id"  # the quarantine's partition column
 LINE = "line"
 FIELDS = "fields"
 CLEAN = "clean"
+CONTROL = "_control"
 MALFORMED = "_malformed"
 
 OUTCOME_HEADER = "header"
@@ -128,26 +130,43 @@ def invoice_date(text: Column) -> Column:
     return F.coalesce(*parsed)
 
 
-def field_check_passes(check: rules.FieldCheck) -> Column:
-    """Whether a line passes a field check; needs `clean` and, for dates, `invoice_ts`."""
+def field_check_passes(
+    check: rules.FieldCheck, *, invoice_ts_range: tuple[datetime, datetime] | None = None
+) -> Column:
+    """Whether a line passes a field check; needs `clean`, `_control` (whether the line holds
+    a control character) and, for dates, `invoice_ts`."""
     value = raw_field(check.field)
     if check.kind == "required":
         return value.isNotNull()
     if check.kind == "pattern":
         return F.coalesce(value.rlike(check.pattern), F.lit(False))
+    if check.kind == "no_control":
+        # Only lines holding one pay for the field's scan (And short-circuits).
+        return ~(F.col(CONTROL) & F.coalesce(value.rlike(rules.CONTROL_CHARACTERS), F.lit(False)))
     if check.kind == "invoice_date":
         return F.col("invoice_ts").isNotNull()
+    if check.kind == "invoice_date_range":
+        if invoice_ts_range is None:
+            return F.lit(True)
+        earliest, latest = (
+            F.lit(f"{bound:%Y-%m-%d %H:%M:%S}").cast("timestamp_ntz") for bound in invoice_ts_range
+        )
+        return F.col("invoice_ts").between(earliest, latest)
     raise ValueError(f"field check {check.reason!r} has an unknown kind {check.kind!r}")
 
 
 def add_quarantine_reason(
-    typed: DataFrame, *, truncated_last_lines: Mapping[str, str] | None = None
+    typed: DataFrame,
+    *,
+    truncated_last_lines: Mapping[str, str] | None = None,
+    invoice_ts_range: tuple[datetime, datetime] | None = None,
 ) -> DataFrame:
     """Name the first reason that makes a typed line malformed (null when it is well formed).
 
     `truncated_last_lines` maps a source file (its URI, as in `source_file`) to the text of
     its last line, for files that do not end with a line break: a cut inside the last field
-    still parses, so only the missing line break tells.
+    still parses, so only the missing line break tells. `invoice_ts_range` bounds InvoiceDate
+    (inclusive); without it any real date passes.
     """
     truncated = F.lit(False)
     source_key = F.regexp_replace(F.col(SOURCE_FILE), FILE_URI_SLASHES, "$1:/")
@@ -158,6 +177,8 @@ def add_quarantine_reason(
     has_quotes = F.col(LINE).contains('"')
     quote_count = F.length(F.col(LINE)) - F.length(F.replace(F.col(LINE), F.lit('"'), F.lit("")))
     line_checks = {
+        # The reader decoded bytes invalid in the input's encoding to U+FFFD (batch.read_lines).
+        "invalid_encoding": F.col(LINE).contains(rules.REPLACEMENT_CHARACTER),
         "empty_line": F.trim(F.col(LINE)) == "",
         "truncated_last_line": truncated,
         # A well-formed line always has an even number of quote characters ("" included);
@@ -167,11 +188,25 @@ def add_quarantine_reason(
     }
     # Ordered as rules.LINE_REASONS says (a KeyError here means the two drifted apart).
     failures = [(reason.name, line_checks[reason.name]) for reason in rules.LINE_REASONS]
-    failures += [(check.reason, ~field_check_passes(check)) for check in rules.FIELD_CHECKS]
+    failures += [
+        (check.reason, ~field_check_passes(check, invoice_ts_range=invoice_ts_range))
+        for check in rules.FIELD_CHECKS
+    ]
     reason = F.when(failures[0][1], F.lit(failures[0][0]))
     for name, condition in failures[1:]:
         reason = reason.when(condition, F.lit(name))
-    return typed.withColumn("quarantine_reason", reason)
+    return (
+        typed.withColumn(CONTROL, F.col(LINE).rlike(rules.CONTROL_CHARACTERS))
+        .withColumn("quarantine_reason", reason)
+        .drop(CONTROL)
+    )
+
+
+def description(text: Column) -> Column:
+    """Description as published (as `rules.clean_description`): each run of control characters
+    one space, then trimmed; empty is null."""
+    spaced = F.trim(F.regexp_replace(text, rules.CONTROL_RUN, " "))
+    return F.when(spaced != "", spaced)
 
 
 def type_fields(cleaned: DataFrame) -> DataFrame:
@@ -184,7 +219,7 @@ def type_fields(cleaned: DataFrame) -> DataFrame:
         {
             "invoice_no": raw_field("InvoiceNo"),
             "stock_code": raw_field("StockCode"),
-            "description": raw_field("Description"),
+            "description": description(raw_field("Description")),
             "quantity": quantity,
             "unit_price": unit_price,
             # int x DECIMAL(12,4) is DECIMAL(23,4): exact, never rounded, never overflowing.
@@ -218,8 +253,10 @@ def add_filter_reason(typed: DataFrame) -> DataFrame:
 
 
 def add_outcome(classified: DataFrame, *, header_lines: Collection[str]) -> DataFrame:
-    """Where each line ends: header, quarantined, filtered or published; `reason` says why."""
-    is_header = F.col(LINE).isin(list(header_lines)) if header_lines else F.lit(False)
+    """Where each line ends: header, quarantined, filtered or published; `reason` says why.
+    A header line counts with or without a byte-order mark (files concatenated whole)."""
+    headers = sorted({*header_lines, *(rules.UTF8_BOM + header for header in header_lines)})
+    is_header = F.col(LINE).isin(headers) if header_lines else F.lit(False)
     quarantined = F.col("quarantine_reason").isNotNull()
     filtered = F.col("filter_reason").isNotNull()
     outcome = (
@@ -237,13 +274,18 @@ def classify_lines(
     *,
     header_lines: Collection[str],
     truncated_last_lines: Mapping[str, str] | None = None,
+    invoice_ts_range: tuple[datetime, datetime] | None = None,
 ) -> DataFrame:
     """The whole chain: raw lines (source_file, line) -> one classified row per line."""
     return (
         lines.transform(split_fields)
         .transform(clean_fields)
         .transform(type_fields)
-        .transform(add_quarantine_reason, truncated_last_lines=truncated_last_lines)
+        .transform(
+            add_quarantine_reason,
+            truncated_last_lines=truncated_last_lines,
+            invoice_ts_range=invoice_ts_range,
+        )
         .transform(add_filter_reason)
         .transform(add_outcome, header_lines=header_lines)
     )

@@ -240,10 +240,11 @@ def test_the_staged_write_parses_each_line_once(spark: SparkSession, tmp_path: P
     fs = HadoopFileSystem(spark)
     inputs = select_inputs(fs, str(SAMPLE_CSV), Ledger(), incremental=False, encoding="utf-8").inputs
     job = settings(SAMPLE_CSV, tmp_path)
-    lines, _ = batch.data_lines(spark, inputs, job, run_id="run-1")
+    scope = batch.LineScope("run-1")
+    lines, _ = batch.data_lines(spark, inputs, job, scope=scope)
     assert optimized_plan(lines).count("from_csv(") == 1
     # Without the observation between them, the same filter parses each line many times.
-    unobserved = batch.classify_inputs(spark, inputs, job, run_id="run-1").where(
+    unobserved = batch.classify_inputs(spark, inputs, job, scope=scope).where(
         F.col("outcome") != transforms.OUTCOME_HEADER
     )
     assert optimized_plan(unobserved).count("from_csv(") > 1

@@ -116,9 +116,54 @@ def test_rules_are_in_the_documented_order() -> None:
         "non_positive_quantity",
         "non_positive_price",
     )
-    assert rules.QUARANTINE_REASON_NAMES[:4] == (
+    assert rules.QUARANTINE_REASON_NAMES == (
+        "invalid_encoding",
         "empty_line",
         "truncated_last_line",
         "unclosed_quote",
         "wrong_field_count",
+        "missing_invoice_no",
+        "missing_stock_code",
+        "control_character_in_key",
+        "invalid_quantity",
+        "invalid_unit_price",
+        "invalid_invoice_date",
+        "invoice_date_out_of_range",
+        "missing_country",
+        "control_character_in_country",
+        "control_character_in_customer_id",
     )
+
+
+@pytest.mark.parametrize(
+    ("changes", "reason"),
+    [
+        ({"InvoiceNo": "5363\x0065"}, "control_character_in_key"),
+        ({"StockCode": "85123A\x1b"}, "control_character_in_key"),
+        ({"Country": "United\x7fKingdom"}, "control_character_in_country"),
+        ({"CustomerID": "17850\x85"}, "control_character_in_customer_id"),
+    ],
+)
+def test_a_key_with_a_control_character_is_malformed(changes: dict[str, str], reason: str) -> None:
+    assert rules.parse_record(record(**changes)) == reason
+
+
+def test_control_characters_in_a_description_become_one_space() -> None:
+    line = rules.parse_record(record(Description="\tWHITE\x00\x01HEART\r\n"))
+    assert isinstance(line, rules.InvoiceLine) and line.description == "WHITE HEART"
+    line = rules.parse_record(record(Description="\x00\x07"))
+    assert isinstance(line, rules.InvoiceLine) and line.description is None
+
+
+def test_an_invoice_date_outside_the_runs_bounds_is_out_of_range() -> None:
+    bounds = (datetime(2010, 12, 1), datetime(2011, 12, 9, 23, 59, 59))
+    assert isinstance(
+        rules.parse_record(record(InvoiceDate="12/1/2010 0:00"), invoice_ts_range=bounds), rules.InvoiceLine
+    )
+    assert rules.parse_record(record(InvoiceDate="11/30/2010 23:59"), invoice_ts_range=bounds) == (
+        "invoice_date_out_of_range"
+    )
+    assert rules.parse_record(record(InvoiceDate="2011-12-10 00:00:00"), invoice_ts_range=bounds) == (
+        "invoice_date_out_of_range"
+    )
+    assert isinstance(rules.parse_record(record(InvoiceDate="1/1/2031 0:00")), rules.InvoiceLine)  # no bounds
