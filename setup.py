@@ -34,6 +34,8 @@ BENCH = ["polars==2.1.0", "psutil==7.2.2"]
 # The notebooks (Jupyter over DuckDB): charts and a kernel in the project's environment.
 NOTEBOOKS = ["duckdb==2.0.1", "matplotlib==3.11.2", "ipykernel==7.4.0"]
 CORE = ["PyYAML>=6.0,<7"]
+# OpenLineage run events of the batch job and the loads (retail_pipeline.lineage).
+LINEAGE = ["openlineage-python==1.54.0"]
 DEV = [
     "pytest==9.2.0",
     "chispa==0.12.0",
@@ -56,7 +58,7 @@ setup(
     python_requires=">=3.11,<3.12",
     package_dir={"": "lib"},
     packages=find_packages("lib"),
-    install_requires=CORE,
+    install_requires=CORE + LINEAGE,
     extras_require={
         # On EMR and Glue, Spark is provided by the platform: install "batch" there.
         "spark": SPARK,

@@ -1,8 +1,10 @@
 """Batch ETL entry point for spark-submit, EMR steps and Glue.
 
-    spark-submit jobs/batch_etl.py [--config FILE] [--input PATH] [--output DIR]
+    spark-submit jobs/batch_etl.py [--config FILE] [--input PATH] [--output DIR] [--incremental]
 
-The same as `python -m retail_pipeline batch ...`; arguments Glue adds are ignored.
+The same as `python -m retail_pipeline batch ...`. Glue's own job parameters (--JOB_NAME,
+--TempDir, ...) are tolerated and its --JOB_RUN_ID becomes the run id; any other unknown
+argument stops the job with exit code 2.
 """
 
 import sys

@@ -5,7 +5,10 @@
     retail_pipeline_lambda.zip    the stream handlers and their dependencies for Lambda (python3.11,
                                   x86_64); no pyspark
     jobs/, configs/, emr/         the entry points, the EMR and Glue configs, the EMR bootstrap
-    emr-requirements.txt          third-party pins the EMR bootstrap installs (Spark is EMR's own)
+    constraints.txt               the exact version of every third-party distribution the tests ran
+                                  with (this environment's), for pip's --constraint
+    emr-requirements.txt          third-party pins the EMR bootstrap installs (Spark is EMR's own),
+                                  with constraints.txt
     emr-add-steps.json            `aws emr add-steps --cli-input-json file://dist/emr-add-steps.json`
     glue-job.json                 `aws glue create-job --cli-input-json file://dist/glue-job.json`
     manifest.json                 size and SHA-256 of every file
@@ -13,12 +16,17 @@
 `aws s3 sync dist/ <artifacts-uri>/` puts them where the two definitions (and infra/template.yaml,
 with ArtifactsPrefix = the URI's key prefix) expect them. The zips are reproducible: sorted
 entries, fixed time-stamps.
+
+Installs are reproducible too: the EMR bootstrap installs with `-c constraints.txt`, the Lambda
+zip is built with it, and the Glue job's --additional-python-modules names the wheel and every
+distribution of its batch closure at its exact version (Glue's pip reads no constraints file).
 """
 
 from __future__ import annotations
 
 import argparse
 import hashlib
+import importlib.metadata
 import json
 import os
 import re
@@ -29,6 +37,9 @@ import tempfile
 import zipfile
 from collections.abc import Iterable, Sequence
 from pathlib import Path
+
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
 
 from retail_pipeline.config import REPO_ROOT, load_config
 from retail_pipeline.glue import additional_python_modules, emr_add_steps, glue_job
@@ -47,6 +58,11 @@ ZIP_TIMESTAMP = (1980, 1, 1, 0, 0, 0)
 PLACEHOLDER_ARTIFACTS = "s3://example-retail-artifacts/retail-pipeline"
 PLACEHOLDER_TEMP_DIR = "s3://example-retail-reports/tmp/glue/"
 DEPLOYED_CONFIGS = ("emr.yaml", "glue.yaml")
+CONSTRAINTS = "constraints.txt"
+# The extras whose closure the constraints pin: what the tests install and run.
+TESTED_EXTRAS = ("spark", "batch", "warehouse", "stream")
+# Provided by the platform (Glue, EMR): never pinned for them.
+PLATFORM_SPARK = ("pyspark", "py4j")
 
 
 class PackagingError(RuntimeError):
@@ -77,18 +93,21 @@ def build_py_files_zip(lib: Path, target: Path) -> Path:
     return write_zip(target, ((path, path.relative_to(lib).as_posix()) for path in files))
 
 
-def build_lambda_zip(wheel: Path, target: Path) -> Path:
+def build_lambda_zip(wheel: Path, target: Path, *, constraints_file: Path | None = None) -> Path:
     """The wheel with its `stream` extra installed for Lambda's platform, zipped.
 
-    pip resolves the pins from the wheel's own metadata (setup.py's STREAM list), picking
-    manylinux2014 binaries whatever machine builds it."""
+    pip resolves the pins from the wheel's own metadata (setup.py's STREAM list), each
+    distribution at its version in `constraints_file`, picking manylinux2014 binaries whatever
+    machine builds it."""
     with tempfile.TemporaryDirectory() as scratch:
         root = Path(scratch)
+        constrained = ["--constraint", str(constraints_file)] if constraints_file else []
         _run(
             [
                 *(sys.executable, "-m", "pip", "install", "--quiet", "--no-compile", "--target", str(root)),
                 *("--platform", LAMBDA_PLATFORM, "--implementation", "cp"),
                 *("--python-version", LAMBDA_PYTHON, "--only-binary=:all:"),
+                *constrained,
                 f"{wheel}[stream]",
             ]
         )
@@ -141,6 +160,57 @@ def requirements(
     return pins
 
 
+def installed_closure(requirements: Sequence[str]) -> dict[str, str]:
+    """Every distribution the requirements need, transitively, at the version installed in
+    this environment (the one the tests ran in): {canonical name: version}. Markers are
+    evaluated for this interpreter (CPython 3.11 on Linux, as Glue 5, EMR 7 and Lambda run);
+    a requirement nothing here satisfies stops the build."""
+    found: dict[str, str] = {}
+    visited: set[tuple[str, frozenset[str]]] = set()
+    pending = [Requirement(text) for text in requirements]
+    while pending:
+        requirement = pending.pop()
+        name = canonicalize_name(requirement.name)
+        key = (name, frozenset(requirement.extras))
+        if key in visited:
+            continue
+        visited.add(key)
+        try:
+            distribution = importlib.metadata.distribution(requirement.name)
+        except importlib.metadata.PackageNotFoundError:
+            raise PackagingError(f"{requirement} is not installed here: install '.[dev]' first") from None
+        if not requirement.specifier.contains(distribution.version, prereleases=True):
+            raise PackagingError(
+                f"{requirement} does not hold for the installed {name} {distribution.version}"
+            )
+        found[name] = distribution.version
+        extras = requirement.extras or {""}
+        for text in distribution.requires or []:
+            needed = Requirement(text)
+            # evaluate() fills in this interpreter's environment around the extra.
+            if needed.marker is None or any(needed.marker.evaluate({"extra": extra}) for extra in extras):
+                pending.append(needed)
+    return found
+
+
+def pins(closure: dict[str, str], *, exclude: Sequence[str] = ()) -> list[str]:
+    skipped = {canonicalize_name(name) for name in exclude}
+    return [f"{name}=={version}" for name, version in sorted(closure.items()) if name not in skipped]
+
+
+def constraints(wheel: Path) -> list[str]:
+    """The exact versions of the wheel's tested closure (core and TESTED_EXTRAS), itself excluded."""
+    closure = installed_closure(requirements(wheel, TESTED_EXTRAS))
+    return pins(closure, exclude=["retail-pipeline"])
+
+
+def glue_modules(wheel: Path) -> list[str]:
+    """Glue's pins: the batch job's closure (core and the batch extra) at the tested versions,
+    without the Spark Glue provides."""
+    closure = installed_closure(requirements(wheel, ["batch"]))
+    return pins(closure, exclude=[*PLATFORM_SPARK, "retail-pipeline"])
+
+
 def emr_requirements(wheel: Path) -> list[str]:
     """What the EMR bootstrap installs for Python 3.11: the batch job's pins without pyspark
     (EMR has Spark), and boto3, which reads an s3:// config before Spark starts."""
@@ -157,7 +227,8 @@ def build(dist: Path, *, artifacts_uri: str, source: Path = REPO_ROOT) -> dict[s
     wheel = build_wheel(source, dist)
     version = wheel.name.split("-")[1]
     build_py_files_zip(source / "lib", dist / PY_FILES_ZIP)
-    build_lambda_zip(wheel, dist / LAMBDA_ZIP)
+    (dist / CONSTRAINTS).write_text("\n".join(constraints(wheel)) + "\n", encoding="utf-8")
+    build_lambda_zip(wheel, dist / LAMBDA_ZIP, constraints_file=dist / CONSTRAINTS)
     (dist / "jobs").mkdir()
     for job_script in sorted((source / "jobs").glob("*.py")):
         shutil.copy2(job_script, dist / "jobs" / job_script.name)
@@ -169,9 +240,7 @@ def build(dist: Path, *, artifacts_uri: str, source: Path = REPO_ROOT) -> dict[s
     emr = load_config(source / "configs" / "emr.yaml").batch
     glue = load_config(source / "configs" / "glue.yaml").batch
     steps = emr_add_steps(artifacts_uri, input_uri=emr.input, output_uri=emr.output)
-    modules = additional_python_modules(
-        f"{artifacts_uri}/{wheel.name}", requirements(wheel, ["batch"], core=False)
-    )
+    modules = additional_python_modules(f"{artifacts_uri}/{wheel.name}", glue_modules(wheel))
     job = glue_job(
         artifacts_uri,
         modules,

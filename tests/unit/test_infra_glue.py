@@ -22,7 +22,7 @@ WHEEL = f"{ARTIFACTS}/retail_pipeline-0.1.0-py3-none-any.whl"
 RAW, OUTPUT, TEMP = "s3://raw/incoming/", "s3://curated/batch", "s3://reports/tmp/glue/"
 # The stack's job runs incrementally and switches the partitions of the catalog table the stack
 # creates; dist/glue-job.json may name no table (glue_default_arguments may add these or not).
-STACK_CATALOG_ARGUMENTS = {"--incremental", "--catalog-database", "--catalog-table"}
+STACK_CATALOG_ARGUMENTS = {"--incremental", "--catalog-database", "--catalog-table", "--lineage-url"}
 
 
 def glue_run_argv(default_arguments: dict[str, str], run_arguments: dict[str, str]) -> list[str]:
