@@ -14,7 +14,7 @@ export SPARK_LOCAL_IP ?= 127.0.0.1
 export PYSPARK_PYTHON := $(abspath $(PY))
 export PYSPARK_DRIVER_PYTHON := $(abspath $(PY))
 
-.PHONY: help java install run load stream-demo daily-demo test data bench lint format package clean
+.PHONY: help java install run load stream-demo daily-demo test test-fast data bench lint format package clean
 
 help: ## Show the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-10s %s\n", $$1, $$2}'
@@ -48,6 +48,9 @@ daily-demo: java install ## Daily operation on the sample: one file a day, --inc
 
 test: java install ## Run the tests (unit and integration)
 	$(PY) -m pytest
+
+test-fast: install ## The tests that need no JVM and no server (the edit-test loop)
+	$(PY) -m pytest -m "not services" -q
 
 data: install ## Generate a synthetic input of SCALE x 541,909 rows: make data SCALE=10
 	$(PY) -m retail_pipeline generate --scale $(SCALE)

@@ -14,6 +14,17 @@ BAD_INPUT_CSV = REPO_ROOT / "tests" / "data" / "bad_input.csv"
 
 os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
 
+# Fixtures that start a JVM or a server: a test using one is not part of `make test-fast`.
+SERVICE_FIXTURES = {"spark", "pg_server", "moto", "moto_server", "make_stack", "aws", "aws_env", "s3"}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark the tests that need services (`-m "not services"` is the fast edit-test loop)."""
+    for item in items:
+        fixtures = set(getattr(item, "fixturenames", ()))
+        if fixtures & SERVICE_FIXTURES or "integration" in item.path.parts:
+            item.add_marker(pytest.mark.services)
+
 
 @pytest.fixture(scope="session")
 def quality_on():  # type: ignore[no-untyped-def]
