@@ -48,8 +48,7 @@ def spark() -> Iterator:
     from retail_pipeline.session import get_spark
 
     # The local config's JIT settings: the suite runs hundreds of small jobs, where C2's
-    # compile work is the cost those settings cut. Full suite on the 2-core machine, runs one
-    # after the other: 287.6 s without them -> 261.9 / 264.3 s with them; 370.8 -> 294.6 s.
+    # compile work is the cost those settings cut.
     local = load_config().spark
     session = get_spark(
         "retail-pipeline-tests",

@@ -41,11 +41,11 @@ class SparkSettings:
     master: str | None
     conf: Mapping[str, str] = field(default_factory=dict)
     # Local runs only: a folder for the JVM's class-data-sharing archive of Spark's classes
-    # (session.class_data_sharing_options); optional, None turns it off.
+    # (jvm_tuning.class_data_sharing_options); optional, None turns it off.
     class_data_sharing: str | None = None
     # Local runs only: methods the JIT compiles with C1 alone, never C2, as HotSpot's
     # compiler-directive patterns, package/Class.method with * wildcards
-    # (session.c1_only_options); optional.
+    # (jvm_tuning.c1_only_options); optional.
     jit_c1_only: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:

@@ -319,8 +319,7 @@ def parse_record(
     (inclusive); without it any real date passes.
     """
     fields: dict[str, str | None] = {}
-    # clean_text, inlined: the streaming consumer's hot loop (measured 20.4-21.1k records/s
-    # inlined against 17.2-19.7k through clean_text on one core).
+    # clean_text, inlined: the streaming consumer's hot loop (docs/benchmarks.md).
     for name in RAW_COLUMNS:
         value = record.get(name)
         fields[name] = None if value is None else value.strip(" ") or None

@@ -6,7 +6,7 @@ import os
 import subprocess
 from pathlib import Path
 
-from retail_pipeline.session import class_data_sharing_options
+from retail_pipeline.jvm_tuning import class_data_sharing_options
 
 
 def finished_pid() -> int:

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from retail_pipeline.config import ConfigError, load_config, parse_config
-from retail_pipeline.session import c1_only_directives, c1_only_options
+from retail_pipeline.jvm_tuning import c1_only_directives, c1_only_options
 from tests.conftest import REPO_ROOT
 
 LOCAL = REPO_ROOT / "configs" / "local.yaml"
