@@ -58,6 +58,7 @@ BATCH_JOB = "batch"
 LOAD_JOB = "warehouse_load"
 PRODUCER = f"urn:retail-pipeline:{__version__}"
 DEFAULT_ENDPOINT = "api/v1/lineage"
+HTTP_TIMEOUT_SECONDS = 5.0
 FILE_VARIABLE = "RETAIL_LINEAGE_FILE"
 DATAZONE_VARIABLE = "RETAIL_LINEAGE_DATAZONE_DOMAIN"
 LOCAL_FILE = "lineage/openlineage.jsonl"  # under a local output folder
@@ -120,7 +121,14 @@ class LineageSettings:
             os.makedirs(os.path.dirname(os.path.abspath(self.file)), exist_ok=True)
             transports["file"] = {"type": "file", "log_file_path": self.file, "append": True}
         if self.url:
-            http: dict[str, Any] = {"type": "http", "url": self.url, "endpoint": self.endpoint}
+            # Two quick retries: a lineage endpoint that is down costs a run seconds, not minutes.
+            http: dict[str, Any] = {
+                "type": "http",
+                "url": self.url,
+                "endpoint": self.endpoint,
+                "timeout": HTTP_TIMEOUT_SECONDS,
+                "retry": {"total": 2, "read": 2, "connect": 2, "backoff_factor": 0.2},
+            }
             if self.api_key:
                 http["auth"] = {"type": "api_key", "apiKey": self.api_key}
             transports["http"] = http
