@@ -35,7 +35,7 @@ from typing import Any
 from pyspark.sql import DataFrame, Observation, SparkSession
 from pyspark.sql import functions as F
 
-from retail_pipeline import publish, rewrite, transforms
+from retail_pipeline import contract, publish, rewrite, transforms
 from retail_pipeline.catalog import VERSIONS_DIR, CatalogTable
 from retail_pipeline.config import BatchSettings, QualitySettings
 from retail_pipeline.inputs import InputError, InputFile, Intake, jvm_charset, select_inputs
@@ -430,7 +430,7 @@ def build_report(
     plan: rewrite.MonthPlan | None = None,
     layout: CuratedLayout | None = None,
 ) -> RunReport:
-    published = status == "succeeded"
+    published = status == contract.STATUS_SUCCEEDED
     root = layout.root if layout else "curated"
     return RunReport(
         run_id=run_id,
@@ -509,7 +509,9 @@ def _run_locked(
     if not inputs:
         logger.info("Nothing new: all %d input file(s) were processed before", len(intake.skipped))
         empty = OutcomeCounts.from_groups([])
-        return make_report(status="nothing_new", counts=empty, durations=timer.durations, quality={})
+        return make_report(
+            status=contract.STATUS_NOTHING_NEW, counts=empty, durations=timer.durations, quality={}
+        )
     gate_on = quality is not None and quality.enabled
     quality_summary: dict[str, Any] = {"enabled": gate_on}
     if not gate_on:
@@ -526,7 +528,7 @@ def _run_locked(
             lock.ensure_held()
             entries = [staged.sources.get(f.uri, SourceLines()).ledger_entry(f, run_id) for f in inputs]
             report = make_report(
-                status="succeeded",
+                status=contract.STATUS_SUCCEEDED,
                 counts=staged.counts,
                 durations=timer.durations,
                 quality=quality_summary,
@@ -543,7 +545,7 @@ def _run_locked(
         assert staged is not None
         quality_summary |= {"success": False, "critical_failures": failure.describe_failures()}
         report = make_report(
-            status="failed_quality_gate",
+            status=contract.STATUS_FAILED_QUALITY_GATE,
             counts=staged.counts,
             durations=timer.durations,
             quality=quality_summary,

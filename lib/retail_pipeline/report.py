@@ -9,7 +9,7 @@ from decimal import Decimal
 from typing import Any
 
 from retail_pipeline import rules
-from retail_pipeline.transforms import (
+from retail_pipeline.contract import (
     OUTCOME_FILTERED,
     OUTCOME_HEADER,
     OUTCOME_PUBLISHED,

@@ -20,6 +20,8 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any, Literal
 
+from retail_pipeline import contract
+
 RAW_COLUMNS: tuple[str, ...] = (
     "InvoiceNo",
     "StockCode",
@@ -35,24 +37,13 @@ UTF8_BOM = "\ufeff"
 
 UNKNOWN_CUSTOMER = "Unknown"
 
-# The curated output contract: its columns, in order; the last two partition it. Every line
-# carries its lineage: the source file it came from (its URI; the unit a re-run replaces) and
-# the run that published it.
-PARTITION_COLUMNS: tuple[str, ...] = ("invoice_year", "invoice_month")
-LINEAGE_COLUMNS: tuple[str, ...] = ("source_file", "run_id")
-CURATED_COLUMNS: tuple[str, ...] = (
-    "invoice_no",
-    "stock_code",
-    "description",
-    "quantity",
-    "unit_price",
-    "revenue",
-    "invoice_ts",
-    "customer_id",
-    "country",
-    *LINEAGE_COLUMNS,
-    *PARTITION_COLUMNS,
-)
+# The curated output contract (its columns in order, the last two partitioning it, and its
+# types) is `contract`'s; re-exported here for the interpreters of the rules.
+CURATED_COLUMNS = contract.CURATED_COLUMNS
+PARTITION_COLUMNS = contract.PARTITION_COLUMNS
+LINEAGE_COLUMNS = contract.LINEAGE_COLUMNS
+UNIT_PRICE_TYPE = contract.UNIT_PRICE_TYPE
+REVENUE_TYPE = contract.REVENUE_TYPE
 
 # Quantity must fit a 32-bit int exactly; "6.0" or "6e2" are not quantities.
 QUANTITY_PATTERN = r"^[+-]?[0-9]{1,9}$"
@@ -68,11 +59,6 @@ CONTROL_CHARACTERS = r"[\x00-\x1F\x7F-\x9F]"
 CONTROL_RUN = CONTROL_CHARACTERS + "+"
 # What a decoder puts where the bytes were not valid in the input's encoding.
 REPLACEMENT_CHARACTER = "\ufffd"
-
-# Money and quantity types of the curated data (Spark DDL); revenue = quantity x unit_price
-# is exact in DECIMAL(23,4): an int has at most 10 digits, the price at most 12.
-UNIT_PRICE_TYPE = "decimal(12,4)"
-REVENUE_TYPE = "decimal(23,4)"
 
 
 @dataclass(frozen=True)

@@ -32,7 +32,7 @@ from typing import Any
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
-from retail_pipeline import rules
+from retail_pipeline import contract, rules
 from retail_pipeline.ledger import SOURCE_ID_HEX_DIGITS
 
 SOURCE_FILE = "source_file"
@@ -44,10 +44,10 @@ CLEAN = "clean"
 CONTROL = "_control"
 MALFORMED = "_malformed"
 
-OUTCOME_HEADER = "header"
-OUTCOME_QUARANTINED = "quarantined"
-OUTCOME_FILTERED = "filtered"
-OUTCOME_PUBLISHED = "published"
+OUTCOME_HEADER = contract.OUTCOME_HEADER
+OUTCOME_QUARANTINED = contract.OUTCOME_QUARANTINED
+OUTCOME_FILTERED = contract.OUTCOME_FILTERED
+OUTCOME_PUBLISHED = contract.OUTCOME_PUBLISHED
 
 RAW_FIELDS_DDL = ", ".join([f"{name} STRING" for name in rules.RAW_COLUMNS] + [f"{MALFORMED} STRING"])
 CSV_OPTIONS = {

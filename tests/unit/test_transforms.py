@@ -11,7 +11,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from retail_pipeline import ledger, rules, transforms
+from retail_pipeline import contract, ledger, rules, transforms
 
 HEADER = rules.RAW_HEADER
 GOOD = "536365,85123A,WHITE HANGING HEART T-LIGHT HOLDER,6,12/1/2010 8:26,2.55,17850,United Kingdom"
@@ -111,23 +111,8 @@ def test_type_fields_gives_the_curated_types_and_values(spark: SparkSession) -> 
         .transform(transforms.type_fields)
         .select(*transforms.CURATED_COLUMNS)
     )
-    expected_schema = T.StructType(
-        [
-            T.StructField("invoice_no", T.StringType()),
-            T.StructField("stock_code", T.StringType()),
-            T.StructField("description", T.StringType()),
-            T.StructField("quantity", T.IntegerType()),
-            T.StructField("unit_price", T.DecimalType(12, 4)),
-            T.StructField("revenue", T.DecimalType(23, 4)),
-            T.StructField("invoice_ts", T.TimestampNTZType()),
-            T.StructField("customer_id", T.StringType()),
-            T.StructField("country", T.StringType()),
-            T.StructField("source_file", T.StringType()),
-            T.StructField("run_id", T.StringType()),
-            T.StructField("invoice_year", T.IntegerType()),
-            T.StructField("invoice_month", T.IntegerType()),
-        ]
-    )
+    # The contract's types, in the contract's order.
+    expected_schema = spark.createDataFrame([], contract.spark_ddl()).schema
     expected = spark.createDataFrame(
         [
             ("536365", "85123A", "WHITE HANGING HEART T-LIGHT HOLDER", 6, Decimal("2.55"), Decimal("15.30"),

@@ -18,31 +18,16 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from pyarrow import fs as pafs
 
+from retail_pipeline import contract
 from retail_pipeline.warehouse.errors import WarehouseInputError
 
-# The curated files' contract, in the files' column order: what `retail_pipeline.batch` writes
-# (rules.CURATED_COLUMNS less the partition columns, which are folder names) and what the
-# stream consumer writes (`stream.objects` uses this schema). Spark reads a timestamp without
-# time zone (isAdjustedToUTC=false) as TIMESTAMP_NTZ.
-CURATED_SCHEMA = pa.schema(
-    [
-        pa.field("invoice_no", pa.string()),
-        pa.field("stock_code", pa.string()),
-        pa.field("description", pa.string()),
-        pa.field("quantity", pa.int32()),
-        pa.field("unit_price", pa.decimal128(12, 4)),
-        pa.field("revenue", pa.decimal128(23, 4)),
-        pa.field("invoice_ts", pa.timestamp("us")),
-        pa.field("customer_id", pa.string()),
-        pa.field("country", pa.string()),
-        pa.field("source_file", pa.string()),  # the input file's URI: the unit a run replaces
-        pa.field("run_id", pa.string()),  # the run that published the line
-    ]
-)
+# The curated files' schema, in the files' column order: what `retail_pipeline.batch` writes
+# and what the stream consumer writes (`stream.objects` uses it).
+CURATED_SCHEMA = contract.arrow_schema()
 # Run statuses: a run that published its sources' lines, and an incremental run that found
 # nothing new (it published nothing; its load changes nothing).
-SUCCEEDED = "succeeded"
-NOTHING_NEW = "nothing_new"
+SUCCEEDED = contract.STATUS_SUCCEEDED
+NOTHING_NEW = contract.STATUS_NOTHING_NEW
 # Where the loader writes beside an output (Spark skips folders starting with _).
 MANIFEST_FOLDER = "_warehouse_manifests"
 

@@ -22,6 +22,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from retail_pipeline import contract
+
 
 @dataclass(frozen=True)
 class Column:
@@ -94,6 +96,8 @@ STAGE_LINES = Table(
     ),
     distkey="invoice_no",
 )
+if STAGE_LINES.column_names != tuple(c.name for c in contract.CURATED_FILE_COLUMNS):
+    raise RuntimeError("warehouse.model.STAGE_LINES must list contract.CURATED_FILE_COLUMNS in order")
 
 FACT_SALES = Table(
     "fact_sales",
