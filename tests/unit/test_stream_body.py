@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
+import json
+import time
+
 import pytest
 
 from retail_pipeline import rules
+from retail_pipeline.stream import records
 from retail_pipeline.stream.body import (
     BodyError,
     BodyRecord,
+    TooManyRecordsError,
     UnsupportedMediaTypeError,
     body_kind,
     parse_body,
     parse_csv,
     parse_json,
+    read_body,
 )
 
 HEADER = rules.RAW_HEADER
@@ -116,3 +122,66 @@ def test_a_body_without_records_is_refused() -> None:
     with pytest.raises(BodyError):
         parse_body(f"{HEADER}\r\n", "text/csv")
     assert parse_body("[{}]", "application/json")[0] == "json"
+
+
+def test_a_json_body_may_start_with_a_byte_order_mark() -> None:
+    assert parse_body("\ufeff[{}]", "application/json")[1] == [
+        BodyRecord(0, {c: None for c in rules.RAW_COLUMNS})
+    ]
+
+
+@pytest.mark.parametrize(
+    "text", ["[{}", "[{},]", "[{}] x", "{} {}", "[{} {}]", "[" * 100_000 + "]" * 100_000]
+)
+def test_json_that_is_not_one_document_is_refused_whole(text: str) -> None:
+    with pytest.raises(BodyError):
+        parse_json(text)
+
+
+def test_deeply_nested_json_is_a_bad_body_not_a_crash() -> None:
+    with pytest.raises(BodyError, match="nested too deeply"):
+        read_body(b'[{"InvoiceNo": ' + b"[" * 100_000 + b"]" * 100_000 + b"}]", "application/json")
+
+
+def test_more_records_than_a_request_may_carry_are_refused_before_they_are_read() -> None:
+    with pytest.raises(TooManyRecordsError):
+        parse_csv(f"{HEADER}\r\n" + f"{GOOD}\r\n" * 11, max_records=10)
+    assert len(parse_csv(f"{HEADER}\r\n" + f"{GOOD}\r\n" * 10, max_records=10)) == 10
+    assert len(parse_csv(f"{HEADER}\r\n" + f"{GOOD}\r\n" * 9 + GOOD, max_records=10)) == 10
+    with pytest.raises(TooManyRecordsError):
+        parse_json("[" + ",".join(["{}"] * 11) + "]", max_records=10)
+    assert len(parse_json("[" + ",".join(["{}"] * 10) + "]", max_records=10)) == 10
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b"\n" * 6_000_000,  # 6 MB of empty lines
+        b"[" + b"{}," * 1_999_999 + b"{}]",  # 6 MB of empty objects
+        b"[" + b"0," * 2_999_999 + b"0]",
+    ],
+)
+def test_a_6_mb_body_of_tiny_records_costs_no_more_than_counting_them(raw: bytes) -> None:
+    started = time.perf_counter()
+    with pytest.raises(TooManyRecordsError):
+        read_body(raw, None if raw.startswith(b"[") else "text/csv")
+    assert time.perf_counter() - started < 1.0
+
+
+def test_bytes_that_are_not_utf8_fail_their_own_line_only() -> None:
+    body = f"{HEADER}\r\n{GOOD}\r\n".encode() + GOOD.replace("HOLDER", "HOLDER \xff").encode("latin-1")
+    kind, found = read_body(body + f"\r\n{GOOD}\r\n".encode(), "text/csv")
+    assert kind == "csv"
+    assert [records.check(row.record or {}) for row in found][1] == "invalid_text"
+    assert [isinstance(records.check(row.record or {}), rules.InvoiceLine) for row in found] == [
+        True,
+        False,
+        True,
+    ]
+
+
+def test_a_lone_surrogate_escape_fails_its_own_element_only() -> None:
+    elements = [GOOD_RECORD, {**GOOD_RECORD, "Description": "\ud800"}, GOOD_RECORD]
+    _, found = read_body(json.dumps(elements).encode(), "application/json")
+    assert [records.check(row.record or {}) for row in found][1] == "invalid_text"
+    assert [row.position for row in found] == [0, 1, 2]

@@ -1,4 +1,5 @@
-"""The consumer's batch logic with stand-in clients: fail fast, what reaches S3, idempotence.
+"""The consumer's batch logic with stand-in clients: what is reported (only retryable failures),
+what reaches the dead letters, what reaches S3, idempotence, batched writes.
 
 (The same behaviours against moto's server are in tests/integration/stream.)
 """
@@ -24,22 +25,59 @@ SHARD = "shardId-000000000001"
 
 
 class Table:
-    """update_item with `attribute_not_exists(#line)`, as DynamoDB does it; can fail on demand."""
+    """BatchGetItem, BatchWriteItem and PutItem as DynamoDB answers them; can fail on demand:
+    `fail_on` stock codes fail the request with `error` (a 500 by default), `refuse` stock codes
+    with a ValidationException, and the first `unprocessed` put requests come back unprocessed."""
 
-    def __init__(self, fail_on: set[str] | None = None) -> None:
+    def __init__(
+        self,
+        fail_on: set[str] | None = None,
+        *,
+        error: str = "InternalServerError",
+        refuse: set[str] | None = None,
+        unprocessed: int = 0,
+    ) -> None:
         self.items: dict[tuple[str, str], dict[str, Any]] = {}
         self.fail_on = fail_on or set()
+        self.error = error
+        self.refuse = refuse or set()
+        self.unprocessed = unprocessed
+        self.calls: list[str] = []
 
-    def update_item(self, **request: Any) -> None:
-        key = (request["Key"]["invoice_no"]["S"], request["Key"]["stock_code"]["S"])
-        attribute = request["ExpressionAttributeNames"]["#line"]
-        if key[1] in self.fail_on:
-            raise ClientError({"Error": {"Code": "InternalServerError"}}, "UpdateItem")
-        item = self.items.setdefault(key, {})
-        if attribute in item:
-            error = {"Error": {"Code": "ConditionalCheckFailedException"}, "Item": dict(item)}
-            raise ClientError(error, "UpdateItem")
-        item[attribute] = request["ExpressionAttributeValues"][":line"]
+    def _check(self, items: list[dict[str, Any]], operation: str) -> None:
+        codes = {item["line_key"]["S"].split("\x1f")[0] for item in items}
+        if codes & self.refuse:
+            raise ClientError({"Error": {"Code": "ValidationException"}}, operation)
+        if codes & self.fail_on:
+            status = 500 if self.error == "InternalServerError" else 400
+            response = {"Error": {"Code": self.error}, "ResponseMetadata": {"HTTPStatusCode": status}}
+            raise ClientError(response, operation)  # type: ignore[arg-type]
+
+    def batch_get_item(self, *, RequestItems: dict[str, Any]) -> dict[str, Any]:
+        ((table, request),) = RequestItems.items()
+        self.calls.append("BatchGetItem")
+        keys = [(key["invoice_no"]["S"], key["line_key"]["S"]) for key in request["Keys"]]
+        found = [self.items[key] for key in keys if key in self.items]
+        return {"Responses": {table: found}, "UnprocessedKeys": {}}
+
+    def batch_write_item(self, *, RequestItems: dict[str, Any]) -> dict[str, Any]:
+        ((table, requests),) = RequestItems.items()
+        self.calls.append("BatchWriteItem")
+        assert len(requests) <= 25
+        self._check([request["PutRequest"]["Item"] for request in requests], "BatchWriteItem")
+        left, self.unprocessed = requests[: self.unprocessed], max(0, self.unprocessed - len(requests))
+        for request in requests[len(left) :]:
+            item = request["PutRequest"]["Item"]
+            self.items[(item["invoice_no"]["S"], item["line_key"]["S"])] = item
+        return {"UnprocessedItems": {table: left} if left else {}}
+
+    def put_item(self, *, TableName: str, Item: dict[str, Any]) -> None:
+        self.calls.append("PutItem")
+        self._check([Item], "PutItem")
+        self.items[(Item["invoice_no"]["S"], Item["line_key"]["S"])] = Item
+
+    def stock_codes(self) -> list[str]:
+        return sorted(item["stock_code"]["S"] for item in self.items.values())
 
 
 class Bucket:
@@ -112,22 +150,60 @@ def test_a_batch_is_stored_and_written_once_per_month() -> None:
         f"curated/invoice_year=2011/invoice_month=1/batch-{SHARD}-102.parquet",
     ]
     assert [row["customer_id"] for row in bucket.rows()] == ["17850", "17850", "17850"]
-    assert len(table.items) == 3
+    assert table.stock_codes() == ["A", "B", "J"]
+    assert table.calls == ["BatchGetItem", "BatchWriteItem"]  # two requests for the whole batch
 
 
-def test_a_failure_stops_the_batch_there_and_everything_after_it_is_reported() -> None:
-    table, bucket = Table(fail_on={"B"}), Bucket()
-    response = process_batch(event(lines("A", "B", "C")), SETTINGS, dynamodb=table, s3=bucket)
-    assert failed(response) == ["101", "102"]
-    assert [row["stock_code"] for row in bucket.rows()] == ["A"]
-    assert ("536365", "C") not in table.items  # left for the retry, which starts at B
+def test_a_retryable_failure_is_reported_from_the_first_line_it_left_unstored() -> None:
+    codes = [f"S{n:02d}" for n in range(30)]  # two BatchWriteItem requests: 25 lines, then 5
+    table, bucket = Table(fail_on={"S27"}), Bucket()
+    response = process_batch(event(lines(*codes)), SETTINGS, dynamodb=table, s3=bucket)
+    assert failed(response) == [str(100 + n) for n in range(25, 30)]
+    assert [row["stock_code"] for row in bucket.rows()] == codes[:25]
+    assert table.stock_codes() == codes[:25]  # the rest is left for the retry, which starts at S25
 
 
-def test_a_poison_record_first_fails_the_whole_batch_and_writes_nothing() -> None:
-    table, bucket = Table(), Bucket()
-    response = process_batch(event([b"{", *lines("A")]), SETTINGS, dynamodb=table, s3=bucket)
+@pytest.mark.parametrize("error", ["ProvisionedThroughputExceededException", "ThrottlingException"])
+def test_throttling_is_reported_for_the_retry(error: str) -> None:
+    table, bucket = Table(fail_on={"B"}, error=error), Bucket()
+    response = process_batch(event(lines("A", "B")), SETTINGS, dynamodb=table, s3=bucket)
     assert failed(response) == ["100", "101"]
-    assert (bucket.objects, table.items) == ({}, {})
+    assert bucket.objects == {}
+
+
+def test_unprocessed_items_are_sent_again() -> None:
+    table, bucket = Table(unprocessed=3), Bucket()
+    response = process_batch(event(lines("A", "B", "C", "D")), SETTINGS, dynamodb=table, s3=bucket)
+    assert failed(response) == []
+    assert table.stock_codes() == ["A", "B", "C", "D"]
+    assert table.calls == ["BatchGetItem", "BatchWriteItem", "BatchWriteItem"]
+
+
+def test_a_line_the_table_refuses_goes_to_the_dead_letters_and_is_not_reported() -> None:
+    table, bucket = Table(refuse={"B"}), Bucket()
+    response = process_batch(event(lines("A", "B", "C")), SETTINGS, dynamodb=table, s3=bucket)
+    assert failed(response) == []
+    assert table.stock_codes() == ["A", "C"]
+    assert [(letter["outcome"], letter["reason"]) for letter in bucket.letters()] == [
+        ("quarantined", "store_refused")
+    ]
+
+
+def test_an_error_that_no_retry_of_the_record_can_mend_fails_the_invocation() -> None:
+    table, bucket = Table(fail_on={"A"}, error="AccessDeniedException"), Bucket()
+    with pytest.raises(ClientError):
+        process_batch(event(lines("A")), SETTINGS, dynamodb=table, s3=bucket)
+
+
+@pytest.mark.parametrize("poison", [b"{", b"[" * 100_000, b'{"line_id": "x", "record": {"Quantity": 6}}'])
+def test_a_poison_record_goes_to_the_dead_letters_and_the_shard_moves_on(poison: bytes) -> None:
+    table, bucket = Table(), Bucket()
+    response = process_batch(event([*lines("A"), poison, *lines("B")]), SETTINGS, dynamodb=table, s3=bucket)
+    assert failed(response) == []
+    assert table.stock_codes() == ["A", "B"]
+    (letter,) = bucket.letters()
+    assert (letter["outcome"], letter["reason"], letter["record"]) == ("quarantined", "invalid_payload", None)
+    assert base64.b64decode(letter["data"]) == poison
 
 
 def test_a_redelivered_record_is_written_to_s3_again_but_stored_once() -> None:
@@ -136,17 +212,34 @@ def test_a_redelivered_record_is_written_to_s3_again_but_stored_once() -> None:
     first_objects = dict(bucket.objects)
     process_batch(event(lines("A", "B")), SETTINGS, dynamodb=table, s3=bucket)
     assert bucket.objects == first_objects  # same keys, same content: overwritten
-    assert [len(item) for item in table.items.values()] == [1, 1]
+    assert table.stock_codes() == ["A", "B"]
 
 
 def test_the_same_line_id_in_another_record_is_a_producer_duplicate() -> None:
     table, bucket = Table(), Bucket()
     process_batch(event(lines("A")), SETTINGS, dynamodb=table, s3=bucket)
-    process_batch(event(lines("A"), first_sequence=500), SETTINGS, dynamodb=table, s3=bucket)
+    process_batch(event(lines("A", "A"), first_sequence=500), SETTINGS, dynamodb=table, s3=bucket)
     assert len(bucket.rows()) == 1
     assert [
         (letter["outcome"], letter["reason"], letter["sequence_number"]) for letter in bucket.letters()
-    ] == [("duplicate", "duplicate_line_id", "500")]
+    ] == [("duplicate", "duplicate_line_id", "500"), ("duplicate", "duplicate_line_id", "501")]
+
+
+def test_a_line_id_twice_in_one_batch_is_stored_once() -> None:
+    table, bucket = Table(), Bucket()
+    process_batch(event(lines("A", "A")), SETTINGS, dynamodb=table, s3=bucket)
+    assert (table.stock_codes(), len(bucket.rows())) == (["A"], 1)
+    assert [letter["sequence_number"] for letter in bucket.letters()] == ["101"]
+
+
+def test_a_record_from_another_producer_that_the_stores_cannot_hold_is_quarantined() -> None:
+    table, bucket = Table(), Bucket()
+    too_long = encode_payload("other:1", {**record("A"), "StockCode": "S" * 65})
+    process_batch(event([too_long]), SETTINGS, dynamodb=table, s3=bucket)
+    assert table.items == {}
+    assert [(letter["outcome"], letter["reason"]) for letter in bucket.letters()] == [
+        ("quarantined", "invalid_stock_code")
+    ]
 
 
 @pytest.mark.parametrize(
@@ -187,3 +280,11 @@ def test_rejects_go_to_their_own_bucket_when_one_is_set() -> None:
     cancelled = encode_payload("req:2", {**record("B"), "InvoiceNo": "C536379"})
     process_batch(event([published, cancelled]), settings, dynamodb=Table(), s3=buckets)
     assert sorted(buckets.keys) == [("lake", "curated"), ("quarantine", "dead_letter")]
+
+
+def test_a_dead_letter_with_a_lone_surrogate_is_still_json() -> None:
+    table, bucket = Table(), Bucket()
+    payload = b'{"line_id": "other:1", "record": {"InvoiceNo": "536365", "Description": "\\ud800"}}'
+    process_batch(event([payload]), SETTINGS, dynamodb=table, s3=bucket)
+    (letter,) = bucket.letters()
+    assert (letter["reason"], letter["record"]["Description"]) == ("missing_stock_code", "\ud800")

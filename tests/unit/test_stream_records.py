@@ -100,35 +100,33 @@ def test_curated_tables_have_the_curated_types() -> None:
     )
 
 
-def test_an_item_reads_as_plain_json_with_lines_in_arrival_order() -> None:
-    line = {
-        "M": {
-            "description": {"NULL": True},
-            "quantity": {"N": "6"},
-            "unit_price": {"N": "2.55"},
-            "revenue": {"N": "15.3"},
-            "invoice_ts": {"S": "2010-12-01T08:26:00"},
-            "customer_id": {"S": "Unknown"},
-            "country": {"S": "United Kingdom"},
-            "source": {"S": "shardId-000000000000:10"},
-        }
-    }
-    later = {"M": {**line["M"], "source": {"S": "shardId-000000000000:9000"}}}
-    item = {
-        **store.key("536365", "85123A"),
-        "line#b": later,
-        "line#a": line,
-        "line_count": {"N": "2"},
-        "total_quantity": {"N": "12"},
-        "total_revenue": {"N": "30.6"},
-    }
-    plain = store.item_to_json(item)
-    assert [entry["line_id"] for entry in plain["lines"]] == ["a", "b"]
-    assert (plain["total_revenue"], plain["lines"][0]["unit_price"], plain["lines"][0]["description"]) == (
-        "30.6000",
-        "2.5500",
-        None,
+def test_line_items_read_as_plain_json_per_stock_code_with_lines_in_arrival_order() -> None:
+    line = records.classify({**GOOD, "Description": ""}).line
+    other = records.classify({**GOOD, "StockCode": "71053", "Quantity": "2"}).line
+    assert line is not None and other is not None
+    later = store.line_item(line, "req-1:9", "shardId-000000000000:9000")
+    earlier = store.line_item(line, "req-1:2", "shardId-000000000000:10")
+    assert later[store.LINE_KEY] == {"S": "85123A\x1freq-1:9"}
+    plain = store.items_to_json(
+        [later, store.line_item(other, "req-1:3", "shardId-000000000000:11"), earlier]
     )
+    assert [(item["stock_code"], item["line_count"]) for item in plain] == [("85123A", 2), ("71053", 1)]
+    assert [entry["line_id"] for entry in plain[0]["lines"]] == ["req-1:2", "req-1:9"]
+    assert (plain[0]["total_quantity"], plain[0]["total_revenue"]) == (12, "30.6000")
+    assert (plain[0]["lines"][0]["unit_price"], plain[0]["lines"][0]["description"]) == ("2.5500", None)
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"[" * 100_000,
+        b'{"line_id": "' + b"x" * 600 + b'", "record": {}}',
+        b'{"line_id": "\\ud800", "record": {}}',
+    ],
+)
+def test_deep_data_and_line_ids_no_key_can_hold_are_poison_too(data: bytes) -> None:
+    with pytest.raises(records.PoisonRecordError):
+        records.decode_payload(data)
 
 
 ENVIRONMENT = {

@@ -61,8 +61,5 @@ def body_bytes(request: APIGatewayProxyEvent) -> bytes:
             return base64.b64decode(body, validate=True)
         except (binascii.Error, ValueError) as error:
             raise BodyError("the body is not valid base64") from error
-    return body.encode("utf-8")
-
-
-def request_id(request: APIGatewayProxyEvent) -> str:
-    return str(request.request_context.request_id or "")
+    # surrogatepass: a lone surrogate in the event fails its own record later, not the request.
+    return body.encode("utf-8", "surrogatepass")

@@ -5,8 +5,13 @@ element that cannot become a record is named with a reason, as the batch job nam
 - CSV lines: the batch job's line reasons (`rules.LINE_REASONS`: empty_line, unclosed_quote,
   wrong_field_count). `truncated_last_line` does not apply: an HTTP body arrives whole.
 - JSON elements: `not_a_record` (not an object of strings, numbers or nulls).
-Field reasons come later, from `rules.parse_record`. A body that cannot be read at all raises
-BodyError (HTTP 400); an unsupported media type raises UnsupportedMediaType (HTTP 415).
+Field reasons come later, from `rules.parse_record` and `limits.line_problem`. Bytes that are
+not UTF-8 become lone surrogates here (`invalid_text` later, for their record alone).
+
+The work is bounded before it is done: a body of more than `limits.REQUEST_MAX_RECORDS`
+records raises TooManyRecordsError (HTTP 413) after counting line breaks, or after that many
+JSON elements, never after parsing them all. A body that cannot be read at all raises
+BodyError (HTTP 400); an unsupported media type raises UnsupportedMediaTypeError (HTTP 415).
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ import re
 from dataclasses import dataclass
 from typing import Literal
 
-from retail_pipeline import rules
+from retail_pipeline import limits, rules
 
 RawRecord = dict[str, str | None]
 
@@ -29,6 +34,11 @@ _LINE_BREAK = re.compile(r"\r\n|\r|\n")
 _JSON_TYPES = ("application/json",)
 _CSV_TYPES = ("text/csv", "application/csv")
 _SNIFFED_TYPES = ("", "text/plain", "application/octet-stream")
+# The whitespace JSON allows between tokens.
+_JSON_SPACE = re.compile(r"[ \t\n\r]*")
+# Numbers stay as their literal text, so "2.550" and 2.550 are checked alike and a float never
+# rounds a price; NaN/Infinity become text the field checks reject.
+_JSON = json.JSONDecoder(parse_float=str, parse_int=str, parse_constant=str)
 
 
 def _line_reason(name: str) -> str:
@@ -49,6 +59,13 @@ class BodyError(ValueError):
 
 class UnsupportedMediaTypeError(ValueError):
     """The Content-Type is neither JSON nor CSV."""
+
+
+class TooManyRecordsError(BodyError):
+    """The body holds more records than one request may carry."""
+
+    def __init__(self, max_records: int) -> None:
+        super().__init__(f"a body may hold at most {max_records:,} records; send the rest in another request")
 
 
 @dataclass(frozen=True)
@@ -75,27 +92,70 @@ def body_kind(content_type: str | None, text: str) -> Literal["json", "csv"]:
     raise UnsupportedMediaTypeError(media_type)
 
 
-def parse_body(text: str, content_type: str | None) -> tuple[Literal["json", "csv"], list[BodyRecord]]:
+def read_body(
+    raw: bytes, content_type: str | None, *, max_records: int = limits.REQUEST_MAX_RECORDS
+) -> tuple[Literal["json", "csv"], list[BodyRecord]]:
+    """A request body's kind and records, in order (see the module's docstring for errors)."""
+    # surrogateescape: a line with bytes that are not UTF-8 fails alone, not the whole body.
+    return parse_body(raw.decode("utf-8", "surrogateescape"), content_type, max_records=max_records)
+
+
+def parse_body(
+    text: str, content_type: str | None, *, max_records: int = limits.REQUEST_MAX_RECORDS
+) -> tuple[Literal["json", "csv"], list[BodyRecord]]:
     """The body's kind and records, in order; BodyError if it holds none or cannot be read."""
     kind = body_kind(content_type, text)
-    records = parse_json(text) if kind == "json" else parse_csv(text)
+    parse = parse_json if kind == "json" else parse_csv
+    records = parse(text, max_records=max_records)
     if not records:
         raise BodyError("the body holds no records")
     return kind, records
 
 
-def parse_json(text: str) -> list[BodyRecord]:
+def parse_json(text: str, *, max_records: int = limits.REQUEST_MAX_RECORDS) -> list[BodyRecord]:
+    """An object or a list of them, read one element at a time so a long list stops early."""
     try:
-        # Numbers stay as their literal text, so "2.550" and 2.550 are checked alike and a
-        # float never rounds a price; NaN/Infinity become text the field checks reject.
-        document = json.loads(text, parse_float=str, parse_int=str, parse_constant=str)
+        elements = _json_elements(text.removeprefix(UTF8_BOM), max_records)
+    except RecursionError as error:
+        raise BodyError("the body is not valid JSON (nested too deeply)") from error
+    except BodyError:
+        raise
     except ValueError as error:
         raise BodyError("the body is not valid JSON") from error
-    if isinstance(document, dict):
-        document = [document]
-    if not isinstance(document, list):
-        raise BodyError("a JSON body must be an object or a list of objects")
-    return [_json_record(index, element) for index, element in enumerate(document)]
+    return [_json_record(index, element) for index, element in enumerate(elements)]
+
+
+def _skip_space(text: str, position: int) -> int:
+    match = _JSON_SPACE.match(text, position)
+    return match.end() if match else position
+
+
+def _json_elements(text: str, max_records: int) -> list[object]:
+    position = _skip_space(text, 0)
+    if not text.startswith("[", position):
+        document, position = _JSON.raw_decode(text, position)
+        if _skip_space(text, position) != len(text):
+            raise ValueError("text after the JSON document")
+        if not isinstance(document, dict):
+            raise BodyError("a JSON body must be an object or a list of objects")
+        return [document]
+    elements: list[object] = []
+    position = _skip_space(text, position + 1)
+    closed = text.startswith("]", position)
+    while not closed:
+        element, position = _JSON.raw_decode(text, position)
+        elements.append(element)
+        if len(elements) > max_records:
+            raise TooManyRecordsError(max_records)
+        position = _skip_space(text, position)
+        closed = text.startswith("]", position)
+        if not closed:
+            if not text.startswith(",", position):
+                raise ValueError("expected , or ] in the JSON list")
+            position = _skip_space(text, position + 1)
+    if _skip_space(text, position + 1) != len(text):
+        raise ValueError("text after the JSON list")
+    return elements
 
 
 def _json_record(index: int, element: object) -> BodyRecord:
@@ -110,9 +170,15 @@ def _json_record(index: int, element: object) -> BodyRecord:
     return BodyRecord(index, record)
 
 
-def parse_csv(text: str) -> list[BodyRecord]:
+def parse_csv(text: str, *, max_records: int = limits.REQUEST_MAX_RECORDS) -> list[BodyRecord]:
     """CSV text whose first line is the data set's header, one record per following line."""
-    lines = _LINE_BREAK.split(text.removeprefix(UTF8_BOM))
+    text = text.removeprefix(UTF8_BOM)
+    # Lines counted before any is split off: a body of 6 MB of line breaks costs no more than this.
+    breaks = text.count("\n") + text.count("\r") - text.count("\r\n")
+    line_count = breaks if text.endswith(("\n", "\r")) else breaks + 1
+    if line_count - 1 > max_records:  # the first line is the header
+        raise TooManyRecordsError(max_records)
+    lines = _LINE_BREAK.split(text)
     if lines and lines[-1] == "":
         lines.pop()  # the break that ends the last line starts no new line
     if not lines:

@@ -19,6 +19,7 @@ batch-<shard id>-<sequence number of the batch's first published line>.
 
 from __future__ import annotations
 
+import base64
 import io
 import json
 from collections.abc import Sequence
@@ -48,7 +49,9 @@ class DeadLetter:
     line_id: str
     outcome: str
     reason: str
-    record: RawRecord
+    record: RawRecord | None  # None when the data was no payload: then `data` holds it
+    detail: str | None = None
+    data: bytes | None = None
 
 
 def curated_table(lines: Sequence[rules.InvoiceLine], *, source_file: str, run_id: str) -> pa.Table:
@@ -108,23 +111,26 @@ def write_dead_letters(
     first = letters[0]
     arrival_date = datetime.fromtimestamp(first.arrival_timestamp, tz=UTC).date().isoformat()
     object_key = f"{prefix}/arrival_date={arrival_date}/batch-{shard_id}-{first.sequence_number}.jsonl"
-    body = "".join(
-        json.dumps(
-            {
-                "event_id": letter.event_id,
-                "sequence_number": letter.sequence_number,
-                "line_id": letter.line_id,
-                "outcome": letter.outcome,
-                "reason": letter.reason,
-                "record": letter.record,
-            },
-            ensure_ascii=False,
-        )
-        + "\n"
-        for letter in letters
-    )
-    s3.put_object(Bucket=bucket, Key=object_key, Body=body.encode("utf-8"))
+    body = "".join(json.dumps(_letter_document(letter), ensure_ascii=False) + "\n" for letter in letters)
+    # backslashreplace: a lone surrogate (an invalid_text record) becomes its JSON escape.
+    s3.put_object(Bucket=bucket, Key=object_key, Body=body.encode("utf-8", "backslashreplace"))
     return object_key
+
+
+def _letter_document(letter: DeadLetter) -> dict[str, Any]:
+    document: dict[str, Any] = {
+        "event_id": letter.event_id,
+        "sequence_number": letter.sequence_number,
+        "line_id": letter.line_id,
+        "outcome": letter.outcome,
+        "reason": letter.reason,
+        "record": letter.record,
+    }
+    if letter.detail is not None:
+        document["detail"] = letter.detail
+    if letter.data is not None:
+        document["data"] = base64.b64encode(letter.data).decode("ascii")
+    return document
 
 
 def list_objects(s3: Any, bucket: str, prefix: str, *, suffix: str = "") -> list[str]:

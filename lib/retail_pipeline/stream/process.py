@@ -1,29 +1,29 @@
 """The Kinesis consumer: every record of a batch -> DynamoDB, S3 curated Parquet, dead letters.
 
-For each record, in shard order (Powertools' batch processor, failing fast as below):
-decode the payload (a record that is no payload is poison), apply the shared rules, and store a
-published line in DynamoDB (`store.put_line`: a redelivered record changes nothing). Then, for
-the records handled, one Parquet object per month of published lines and one JSON Lines object
-of rejects (filtered, quarantined, duplicate; each with its reason) go to S3.
+For a batch, in shard order: decode each payload and apply the shared rules (no I/O), store the
+published lines in DynamoDB in batches (`store.write_lines`: a redelivered record changes
+nothing, a line id stored before is a duplicate), then write one Parquet object per month of
+published lines and one JSON Lines object of dead letters to S3.
 
-The answer is a partial batch response (ReportBatchItemFailures). Lambda resumes a shard at the
-first failed record, so once a record fails the rest of the batch is left for that retry and
-reported failed too (as Powertools' SQS FIFO processor does): the S3 objects then hold exactly
-the records before the first failure, and the retry's objects hold the rest, never twice.
-An exception from S3 fails the whole invocation, and the batch is retried as it was.
+What can never succeed is not retried: data that is no payload, a line the rules or the limits
+quarantine, a line the table refuses: each goes to the dead letters with its reason, and the
+shard moves on. Only a retryable failure (DynamoDB throttling, a 5xx, no answer) is reported in
+the partial batch response (ReportBatchItemFailures): Lambda resumes the shard at the first
+reported record, so that record and every later one are reported, and the S3 objects hold
+exactly the records before it (the retry's objects hold the rest, never a line twice). Anything
+else (S3, a table that does not exist, access denied) raises: the whole batch is retried as it
+was, and an operator has something to fix.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import os
 from collections import Counter
-from functools import partial
 from typing import Any, NamedTuple
 
 from aws_lambda_powertools import Logger
-from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType
-from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
-from aws_lambda_powertools.utilities.data_classes.kinesis_stream_event import KinesisStreamRecord
 
 from retail_pipeline import rules
 from retail_pipeline.stream import api, objects, records, store
@@ -31,26 +31,6 @@ from retail_pipeline.stream.body import RawRecord
 from retail_pipeline.stream.settings import ProcessSettings
 
 logger = Logger(service="retail-stream")
-
-
-class EarlierRecordFailedError(Exception):
-    """Not handled: an earlier record of the batch failed, and Lambda resumes from that one."""
-
-
-_SKIPPED = (EarlierRecordFailedError, EarlierRecordFailedError("an earlier record of the batch failed"), None)
-
-
-class CheckpointBatchProcessor(BatchProcessor):
-    """Kinesis batch processing that stops at the first failed record and reports it and every
-    later record, so the batch's side effects end exactly where Lambda will resume."""
-
-    def __init__(self, logger: Any = None) -> None:
-        super().__init__(EventType.KinesisDataStreams, raise_on_entire_batch_failure=False, logger=logger)
-
-    def _process_record(self, record: dict[str, Any]) -> Any:
-        if self.fail_messages:
-            return self.failure_handler(self._to_batch_type(record, self.event_type), _SKIPPED)
-        return super()._process_record(record)
 
 
 class StreamedRecord(NamedTuple):
@@ -61,43 +41,47 @@ class StreamedRecord(NamedTuple):
     sequence_number: str
     arrival_timestamp: float
     line_id: str
-    record: RawRecord
+    record: RawRecord | None
     outcome: records.Outcome
     reason: str | None
     line: rules.InvoiceLine | None
+    # For dead letters only: why the record failed, and its data when it was no payload.
+    detail: str | None = None
+    data: bytes | None = None
 
 
-def read_record(record: KinesisStreamRecord) -> StreamedRecord:
-    """Decode and classify one record (no I/O): the consumer's rule throughput is this."""
-    payload = record.kinesis  # Powertools builds this view anew on every access
-    line_id, raw = records.decode_payload(payload.data_as_bytes())
+def read_record(record: dict[str, Any]) -> StreamedRecord:
+    """Decode and classify one record of Lambda's Kinesis event (no I/O; never raises for what
+    the record holds): the consumer's rule throughput is this."""
+    kinesis = record["kinesis"]
+    event_id, sequence_number = record["eventID"], kinesis["sequenceNumber"]
+    arrival = float(kinesis["approximateArrivalTimestamp"])
+    try:
+        data = base64.b64decode(kinesis["data"], validate=True)
+    except (binascii.Error, ValueError):
+        data = kinesis["data"].encode("utf-8", "surrogatepass")
+    try:
+        line_id, raw = records.decode_payload(data)
+    except records.PoisonRecordError as error:
+        return StreamedRecord(
+            event_id, sequence_number, arrival, "", None, records.QUARANTINED, records.INVALID_PAYLOAD,
+            None, str(error), data,
+        )  # fmt: skip
     classified = records.classify(raw)
     return StreamedRecord(
-        event_id=record.event_id,
-        sequence_number=payload.sequence_number,
-        arrival_timestamp=payload.approximate_arrival_timestamp,
-        line_id=line_id,
-        record=raw,
-        outcome=classified.outcome,
-        reason=classified.reason,
-        line=classified.line,
+        event_id,
+        sequence_number,
+        arrival,
+        line_id,
+        raw,
+        classified.outcome,
+        classified.reason,
+        classified.line,
     )
-
-
-def handle_record(record: KinesisStreamRecord, *, dynamodb: Any, table: str) -> StreamedRecord:
-    streamed = read_record(record)
-    if streamed.outcome != records.PUBLISHED or streamed.line is None:
-        return streamed
-    result = store.put_line(
-        dynamodb, table, line=streamed.line, line_id=streamed.line_id, source=streamed.event_id
-    )
-    if result == "duplicate":
-        return streamed._replace(outcome=records.DUPLICATE, reason=records.DUPLICATE_REASON)
-    return streamed
 
 
 @logger.inject_lambda_context(clear_state=True)
-def handler(event: dict[str, Any], context: Any) -> PartialItemFailureResponse:
+def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     settings = ProcessSettings.from_env(os.environ)
     return process_batch(
         event,
@@ -109,22 +93,32 @@ def handler(event: dict[str, Any], context: Any) -> PartialItemFailureResponse:
 
 def process_batch(
     event: dict[str, Any], settings: ProcessSettings, *, dynamodb: Any, s3: Any
-) -> PartialItemFailureResponse:
-    batch = event.get("Records", [])
-    processor = CheckpointBatchProcessor(logger=logger)
-    record_handler = partial(handle_record, dynamodb=dynamodb, table=settings.table_name)
-    with processor(records=batch, handler=record_handler):
-        results = processor.process()
-    handled: list[StreamedRecord] = [result for status, result, _ in results if status == "success"]
+) -> dict[str, Any]:
+    batch = [read_record(record) for record in event.get("Records", [])]
+    published = [
+        store.LineToStore(position, item.line, item.line_id, item.event_id)
+        for position, item in enumerate(batch)
+        if item.outcome == records.PUBLISHED and item.line is not None
+    ]
+    written = store.write_lines(dynamodb, settings.table_name, published)
+    handled = batch if written.failed_at is None else batch[: written.failed_at]
+    handled = [_with_store_result(position, item, written) for position, item in enumerate(handled)]
     if handled:
         write_objects(s3, settings, handled)
-    response = processor.response()
+    failed = batch[len(handled) :]
     counts = Counter(f"{item.outcome}:{item.reason}" if item.reason else item.outcome for item in handled)
-    logger.info(
-        "Batch processed",
-        extra={"records": len(batch), "failed": len(response["batchItemFailures"]), "outcomes": counts},
-    )
-    return response
+    logger.info("Batch processed", extra={"records": len(batch), "failed": len(failed), "outcomes": counts})
+    return {"batchItemFailures": [{"itemIdentifier": item.sequence_number} for item in failed]}
+
+
+def _with_store_result(position: int, item: StreamedRecord, written: store.WriteResult) -> StreamedRecord:
+    result = written.results.get(position)
+    if result == "duplicate":
+        return item._replace(outcome=records.DUPLICATE, reason=records.DUPLICATE_REASON)
+    if result == "refused":
+        detail = written.refusals.get(position)
+        return item._replace(outcome=records.QUARANTINED, reason=records.STORE_REFUSED, detail=detail)
+    return item
 
 
 def write_objects(s3: Any, settings: ProcessSettings, handled: list[StreamedRecord]) -> None:
@@ -143,6 +137,8 @@ def write_objects(s3: Any, settings: ProcessSettings, handled: list[StreamedReco
             outcome=item.outcome,
             reason=item.reason or "",
             record=item.record,
+            detail=item.detail,
+            data=item.data,
         )
         for item in handled
         if item.outcome != records.PUBLISHED

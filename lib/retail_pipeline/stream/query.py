@@ -8,13 +8,13 @@ nothing is stored, 401 without a valid access token. Money is exact decimal text
 from __future__ import annotations
 
 import os
-import re
 from decimal import Decimal
 from typing import Any
 
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.data_classes import APIGatewayProxyEvent
 
+from retail_pipeline import limits
 from retail_pipeline.stream import api, store
 from retail_pipeline.stream.records import money
 from retail_pipeline.stream.settings import QuerySettings
@@ -22,8 +22,6 @@ from retail_pipeline.stream.settings import QuerySettings
 logger = Logger(service="retail-stream")
 
 PARAMETERS = ("InvoiceNo", "StockCode")
-# Stored keys are trimmed raw fields: printable text without control characters.
-KEY_VALUE = re.compile(r"^[^\x00-\x1f\x7f]{1,64}$")
 
 
 class ParameterError(ValueError):
@@ -71,9 +69,12 @@ def parse_parameters(request: APIGatewayProxyEvent) -> tuple[str, str | None]:
     for name, given in values.items():
         if len(given) != 1:
             raise ParameterError(f"give {name} once")
+        # Stored keys are trimmed raw fields within the same limits (ingest checks them).
         value = given[0].strip(" ")
-        if not KEY_VALUE.match(value):
-            raise ParameterError(f"{name} must be 1 to 64 printable characters")
+        if not limits.is_queryable_key(value):
+            raise ParameterError(
+                f"{name} must be 1 to {limits.KEY_MAX_CHARS} characters, none a control character"
+            )
         found[name] = value
     if "InvoiceNo" not in found:
         raise ParameterError("InvoiceNo is required")

@@ -1,9 +1,11 @@
 """Kinesis payloads and the rules applied to one record (plain Python, no I/O).
 
 A payload is the raw record as the client sent it, with a `line_id` that names the line for
-good: `<request id or Idempotency-Key>:<position in the body>`. The consumer re-applies the
-shared rules (`rules.parse_record`, `rules.first_matching_rule`) to the raw fields, so the
-stream holds no second interpretation of them and other producers are checked alike.
+good: `<request key>:<position in the body>` (see `ingest`). The consumer re-applies the
+shared rules (`rules.parse_record`, then `limits.line_problem`, then
+`rules.first_matching_rule`) to the raw fields, so the stream holds no second interpretation
+of them and other producers are checked alike: ingest accepts exactly the records `check`
+passes, and those are the records the consumer can store and the query can find.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import json
 from decimal import Decimal
 from typing import Any, Final, Literal, NamedTuple
 
-from retail_pipeline import rules
+from retail_pipeline import limits, rules
 from retail_pipeline.stream.body import RawRecord
 
 PUBLISHED: Final = "published"
@@ -21,9 +23,11 @@ QUARANTINED: Final = "quarantined"
 # A line id already stored by another Kinesis record: the producer sent the line twice.
 DUPLICATE: Final = "duplicate"
 DUPLICATE_REASON = "duplicate_line_id"
+# Quarantined in the consumer only: data that is no payload, or a line the table refused.
+INVALID_PAYLOAD = "invalid_payload"
+STORE_REFUSED = "store_refused"
 Outcome = Literal["published", "filtered", "quarantined", "duplicate"]
 
-MAX_LINE_ID_CHARS = 200
 FOUR_PLACES = Decimal("0.0001")
 
 
@@ -49,12 +53,12 @@ def decode_payload(data: bytes) -> tuple[str, RawRecord]:
     """The line id and raw record of a payload; PoisonRecordError if it is none."""
     try:
         document = json.loads(data)
-    except ValueError as error:  # not UTF-8, not JSON
+    except (ValueError, RecursionError) as error:  # not UTF-8, not JSON, nested too deeply
         raise PoisonRecordError("the record's data is not a JSON document") from error
     if not isinstance(document, dict):
         raise PoisonRecordError("the record's data is not a JSON object")
     line_id = document.get("line_id")
-    if not isinstance(line_id, str) or not 0 < len(line_id) <= MAX_LINE_ID_CHARS:
+    if not isinstance(line_id, str) or not limits.is_line_id(line_id):
         raise PoisonRecordError("the record has no valid line_id")
     fields = document.get("record")
     if not isinstance(fields, dict):
@@ -68,9 +72,18 @@ def decode_payload(data: bytes) -> tuple[str, RawRecord]:
     return line_id, record
 
 
-def classify(record: RawRecord) -> Classified:
-    """The shared rules on one raw record: field checks first, then the filter rules."""
+def check(record: RawRecord) -> rules.InvoiceLine | str:
+    """The line of a raw record, or why it is quarantined: the field checks, then the limits
+    of the stores (ingest takes a record on exactly this answer)."""
     parsed = rules.parse_record(record)
+    if isinstance(parsed, str):
+        return parsed
+    return limits.line_problem(record) or parsed
+
+
+def classify(record: RawRecord) -> Classified:
+    """The shared rules on one raw record: field checks and limits first, then the filter rules."""
+    parsed = check(record)
     if isinstance(parsed, str):
         return Classified(QUARANTINED, parsed, None)
     rule = rules.first_matching_rule(parsed)

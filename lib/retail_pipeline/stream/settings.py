@@ -11,7 +11,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-DEFAULT_MAX_BODY_BYTES = 6_000_000  # Lambda's synchronous payload limit
+from retail_pipeline import limits
+
+DEFAULT_MAX_BODY_BYTES = limits.REQUEST_MAX_BYTES
+# How long the pool's public keys are trusted before they are fetched again.
+DEFAULT_JWKS_CACHE_SECONDS = 300
 DEFAULT_CURATED_PREFIX = "streamed/curated"
 DEFAULT_DEAD_LETTER_PREFIX = "streamed/dead_letter"
 
@@ -63,6 +67,7 @@ class AuthSettings:
     issuer: str
     jwks_url: str
     client_ids: frozenset[str]
+    jwks_cache_seconds: int = DEFAULT_JWKS_CACHE_SECONDS
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> AuthSettings:
@@ -73,7 +78,14 @@ class AuthSettings:
         )
         if not client_ids:
             raise SettingsError("environment variable COGNITO_CLIENT_IDS names no app client")
-        return cls(issuer=issuer, jwks_url=jwks_url, client_ids=client_ids)
+        return cls(
+            issuer=issuer,
+            jwks_url=jwks_url,
+            client_ids=client_ids,
+            jwks_cache_seconds=_positive_int(
+                environ, "COGNITO_JWKS_CACHE_SECONDS", DEFAULT_JWKS_CACHE_SECONDS
+            ),
+        )
 
 
 @dataclass(frozen=True)

@@ -62,13 +62,10 @@ class MotoServer:
         process, self._process = self._process, None
         if process is None or process.poll() is not None:
             return
-        process.terminate()
-        try:
-            process.wait(timeout=STOP_TIMEOUT_SECONDS)
-        except subprocess.TimeoutExpired:
-            # A busy moto can ignore SIGTERM for a long time; it holds nothing worth keeping.
-            process.kill()
-            process.wait(timeout=STOP_TIMEOUT_SECONDS)
+        # SIGKILL: moto holds nothing worth keeping, and after a demo's worth of state its SIGTERM
+        # handler takes seconds to exit.
+        process.kill()
+        process.wait(timeout=STOP_TIMEOUT_SECONDS)
 
     def __enter__(self) -> MotoServer:
         return self.start()

@@ -10,6 +10,7 @@ from typing import Any
 
 import boto3
 
+from retail_pipeline.stream import store
 from retail_pipeline.stream.settings import (
     AuthSettings,
     AwsSettings,
@@ -78,7 +79,8 @@ def local_client(service: str, aws: AwsSettings) -> Any:
 def create_resources(
     endpoint_url: str, *, region: str, name: str, shard_count: int, max_body_bytes: int = 6_000_000
 ) -> LocalResources:
-    """A Kinesis stream, a DynamoDB table, an S3 bucket and a Cognito user pool with an app client."""
+    """A Kinesis stream, a DynamoDB table (as infra/template.yaml's), an S3 bucket and a Cognito
+    user pool with an app client."""
     aws = AwsSettings(region, endpoint_url)
     kinesis = local_client("kinesis", aws)
     kinesis.create_stream(StreamName=f"{name}-transactions", ShardCount=shard_count)
@@ -88,12 +90,12 @@ def create_resources(
     local_client("dynamodb", aws).create_table(
         TableName=f"{name}-transactions",
         KeySchema=[
-            {"AttributeName": "invoice_no", "KeyType": "HASH"},
-            {"AttributeName": "stock_code", "KeyType": "RANGE"},
+            {"AttributeName": store.INVOICE_NO, "KeyType": "HASH"},
+            {"AttributeName": store.LINE_KEY, "KeyType": "RANGE"},
         ],
         AttributeDefinitions=[
-            {"AttributeName": "invoice_no", "AttributeType": "S"},
-            {"AttributeName": "stock_code", "AttributeType": "S"},
+            {"AttributeName": store.INVOICE_NO, "AttributeType": "S"},
+            {"AttributeName": store.LINE_KEY, "AttributeType": "S"},
         ],
         BillingMode="PAY_PER_REQUEST",
     )
