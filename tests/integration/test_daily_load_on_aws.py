@@ -221,7 +221,7 @@ def test_streamed_months_are_registered_and_loaded_once_and_a_late_object_reload
 
 
 def test_an_event_without_a_run_id_or_with_an_unknown_action_is_refused(aws: dict[str, Any]) -> None:
-    with pytest.raises(orchestration.OrchestrationError, match="batch run.s id"):
+    with pytest.raises(orchestration.OrchestrationError, match=r"batch run's id"):
         orchestration.handler({"action": "batch"}, None)
     with pytest.raises(orchestration.OrchestrationError, match="unknown action"):
         orchestration.handler({"action": "vacuum"}, None)
