@@ -207,8 +207,24 @@ def constraints(wheel: Path) -> list[str]:
 def glue_modules(wheel: Path) -> list[str]:
     """Glue's pins: the batch job's closure (core and the batch extra) at the tested versions,
     without the Spark Glue provides."""
-    closure = installed_closure(requirements(wheel, ["batch"]))
+    return glue_pins(requirements(wheel, ["batch"]))
+
+
+def glue_pins(batch_requirements: Sequence[str]) -> list[str]:
+    closure = installed_closure(batch_requirements)
     return pins(closure, exclude=[*PLATFORM_SPARK, "retail-pipeline"])
+
+
+def installed_requirements(extras: Sequence[str]) -> list[str]:
+    """The installed package's own requirements (its core ones and those of `extras`), as a
+    wheel built from this checkout would declare them (pip install -e . records them)."""
+    found = []
+    for text in importlib.metadata.distribution("retail-pipeline").requires or []:
+        requirement = Requirement(text)
+        marker = requirement.marker
+        if marker is None or any(marker.evaluate({"extra": extra}) for extra in extras):
+            found.append(str(requirement).split(";")[0].strip())
+    return found
 
 
 def emr_requirements(wheel: Path) -> list[str]:

@@ -58,6 +58,7 @@ def test_the_manifest_lists_every_artifact_with_its_digest(dist: Path) -> None:
     assert set(manifest["files"]) == files
     expected = {WHEEL, PY_FILES_ZIP, LAMBDA_ZIP, "jobs/batch_etl.py", "jobs/warehouse_load.py"}
     expected |= {"configs/emr.yaml", "configs/glue.yaml", "emr/bootstrap.sh", "emr-requirements.txt"}
+    expected |= {"constraints.txt"}
     assert expected | {"emr-add-steps.json", "glue-job.json"} <= files
     for name, entry in manifest["files"].items():
         assert hashlib.sha256((dist / name).read_bytes()).hexdigest() == entry["sha256"], name
@@ -93,9 +94,20 @@ def test_the_lambda_zip_holds_the_handlers_and_their_dependencies_but_no_pyspark
     with zipfile.ZipFile(dist / LAMBDA_ZIP) as archive:
         assert sum(info.file_size for info in archive.infolist()) < LAMBDA_UNZIPPED_LIMIT
         wheels = [archive.read(n).decode() for n in entries if n.endswith(".dist-info/WHEEL")]
-    # Lambda's python3.11 runs on Amazon Linux 2 (glibc 2.26): no binary newer than manylinux2014.
+    # Lambda's python3.11 runs on Amazon Linux 2 (glibc 2.26): every binary for a glibc no newer.
     for tags in (re.findall(r"^Tag: (\S+)$", text, flags=re.MULTILINE) for text in wheels):
-        assert any(t.endswith(("-any", "manylinux2014_x86_64", "manylinux_2_17_x86_64")) for t in tags), tags
+        assert any(t.endswith("-any") or glibc_of(t) <= (2, 26) for t in tags), tags
+
+
+def glibc_of(tag: str) -> tuple[int, int]:
+    """The glibc a manylinux tag needs: manylinux_2_17_x86_64, or the legacy names."""
+    legacy = {"manylinux1": (2, 5), "manylinux2010": (2, 12), "manylinux2014": (2, 17)}
+    platform = tag.rsplit("-", 1)[-1]
+    for name, version in legacy.items():
+        if platform.startswith(f"{name}_"):
+            return version
+    found = re.match(r"manylinux_(\d+)_(\d+)_", platform)
+    return (int(found.group(1)), int(found.group(2))) if found else (99, 0)
 
 
 @pytest.mark.skipif(
@@ -108,7 +120,8 @@ def test_the_handlers_import_from_the_lambda_zip_alone(dist: Path, tmp_path: Pat
     probe = (
         "import sys; sys.path.insert(0, sys.argv[1]);"
         "from retail_pipeline.stream import ingest, process, query;"
-        "assert all(callable(m.handler) for m in (ingest, process, query));"
+        "from retail_pipeline import orchestration;"
+        "assert all(callable(m.handler) for m in (ingest, process, query, orchestration));"
         "assert not [m for m in sys.modules if m.startswith('pyspark')];"
         "print(process.__file__)"
     )
@@ -153,9 +166,42 @@ def test_the_stack_s_glue_job_runs_the_same_code_as_the_glue_job_definition(dist
         "PackageVersion": retail_pipeline.__version__,
     }
 
-    def rendered(value: dict[str, str]) -> str:
+    def rendered(value: Any) -> str:
+        if isinstance(value, str):
+            return value
+        if "Fn::Join" in value:
+            separator, parts = value["Fn::Join"]
+            return str(separator).join(rendered(part) for part in parts)
         return re.sub(r"\$\{(\w+)\}", lambda match: values[match.group(1)], value["Fn::Sub"])
 
     assert rendered(stack_job["Command"]["ScriptLocation"]) == job["Command"]["ScriptLocation"]
     for key in ("--additional-python-modules", "--config"):
         assert rendered(stack_job["DefaultArguments"][key]) == job["DefaultArguments"][key], key
+
+
+def test_the_constraints_pin_every_tested_distribution_and_every_install_uses_them(dist: Path) -> None:
+    constraints = (dist / "constraints.txt").read_text().split()
+    assert all(re.fullmatch(r"[a-z0-9.-]+==[^=\s]+", pin) for pin in constraints), constraints
+    names = {pin.split("==")[0] for pin in constraints}
+    assert {"great-expectations", "openlineage-python", "pyarrow", "boto3", "numpy", "pyspark"} <= names
+    assert "retail-pipeline" not in names
+    # EMR: the bootstrap installs its requirements under the constraints.
+    bootstrap = (dist / "emr" / "bootstrap.sh").read_text()
+    assert "constraints.txt" in bootstrap and '-c "$constraints"' in bootstrap
+    # Glue: every module after the wheel is one of the constraints, as pinned there.
+    job = json.loads((dist / "glue-job.json").read_text())
+    wheel, *modules = job["DefaultArguments"]["--additional-python-modules"].split(",")
+    assert wheel.endswith(WHEEL) and modules and set(modules) <= set(constraints)
+    # Lambda: what the zip holds is what the constraints say.
+    with zipfile.ZipFile(dist / LAMBDA_ZIP) as archive:
+        installed = {
+            tuple(name.split("/")[0].removesuffix(".dist-info").rsplit("-", 1))
+            for name in archive.namelist()
+            if name.endswith(".dist-info/METADATA")
+        }
+    pinned = {pin.split("==")[0].replace("-", "_"): pin.split("==")[1] for pin in constraints}
+    for name, version in installed:
+        key = name.lower().replace("-", "_").replace(".", "_")
+        matches = [v for n, v in pinned.items() if n.replace(".", "_") == key]
+        if matches:
+            assert matches[0] == version, (name, version, matches)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from cfnlint.decode import decode
 
-from retail_pipeline import cli
+from retail_pipeline import cli, packaging
 from retail_pipeline.config import load_config
 from retail_pipeline.glue import (
     GLUE_OWN_ARGUMENTS,
@@ -102,3 +102,21 @@ def test_the_platform_configs_leave_the_master_to_the_platform_and_check_like_lo
     assert not any(key.startswith(("spark.driver.", "spark.executor.")) for key in config.spark.conf)
     assert config.batch.input.startswith("s3://") and config.batch.output.startswith("s3://")
     assert config.quality == local.quality
+
+
+def test_the_stack_s_glue_job_installs_the_tested_version_of_every_distribution_it_needs() -> None:
+    """The template lists the wheel, then the batch closure pinned (packaging.glue_pins of
+    this environment, the tested one): after a dependency changes, put the new list there."""
+    template, _ = decode(str(REPO_ROOT / "infra" / "template.yaml"))
+    modules = template["Resources"]["BatchJob"]["Properties"]["DefaultArguments"][
+        "--additional-python-modules"
+    ]
+    separator, (wheel, *pins) = modules["Fn::Join"]
+    assert separator == "," and wheel["Fn::Sub"].endswith(
+        "/retail_pipeline-${PackageVersion}-py3-none-any.whl"
+    )
+    expected = packaging.glue_pins(packaging.installed_requirements(["batch"]))
+    assert pins == expected, "\n".join(expected)
+    names = {pin.split("==")[0] for pin in pins}
+    assert {"great-expectations", "openlineage-python", "pyyaml", "numpy"} <= names
+    assert not names & {"pyspark", "py4j"}  # Glue's own Spark
