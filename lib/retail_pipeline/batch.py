@@ -20,7 +20,6 @@ quality gate, and reading it back is cheaper than building an in-memory cache of
 from __future__ import annotations
 
 import dataclasses
-import functools
 import logging
 import math
 import shutil
@@ -488,73 +487,131 @@ def _run_locked(
     output: str,
 ) -> RunReport:
     """The stages of a run, in order, under the output's lock."""
-    fs = HadoopFileSystem(spark)
-    timer = StageTimer()
-    run_id = lock.run_id
-    staging = publish.staging_dir(output, run_id)
-    started = datetime.now(UTC).replace(tzinfo=None)
-    bounds = quality.invoice_ts_bounds(started) if quality is not None else None
-    scope = LineScope(run_id, bounds)
-    with timer.stage("inspect_inputs"):
-        publish.recover(fs, output)
-        ledger = Ledger.read(fs, output)
-        intake = select_inputs(
-            fs, settings.input, ledger, incremental=settings.incremental, encoding=settings.encoding
-        )
-        inputs = intake.inputs
-    layout = CuratedLayout.of(settings, output=output, run_id=run_id)
-    make_report = functools.partial(
-        build_report, spark, run_id=run_id, intake=intake, output=output, layout=layout
-    )
-    if not inputs:
-        logger.info("Nothing new: all %d input file(s) were processed before", len(intake.skipped))
-        empty = OutcomeCounts.from_groups([])
-        return make_report(
-            status=contract.STATUS_NOTHING_NEW, counts=empty, durations=timer.durations, quality={}
-        )
-    gate_on = quality is not None and quality.enabled
-    quality_summary: dict[str, Any] = {"enabled": gate_on}
-    if not gate_on:
-        logger.warning("The data-quality gate is off: publishing unvalidated data")
+    job = Job.start(spark, settings, quality=quality, lock=lock, output=output)
+    if not job.intake.inputs:
+        return job.nothing_new()
     staged: Staged | None = None
     try:
-        staged = write_staging(spark, fs, inputs, settings, staging=staging, scope=scope, timer=timer)
-        if quality is not None and quality.enabled:
-            with timer.stage("validate"):
-                quality_summary |= gate_run(spark, fs, quality, scope, staged=staged, staging=staging)
-        with timer.stage("rewrite_curated"):
-            plan = rewrite_curated(spark, fs, ledger, inputs, staged, layout=layout, staging=staging)
-        with timer.stage("publish"):
-            lock.ensure_held()
-            entries = [staged.sources.get(f.uri, SourceLines()).ledger_entry(f, run_id) for f in inputs]
-            report = make_report(
-                status=contract.STATUS_SUCCEEDED,
-                counts=staged.counts,
-                durations=timer.durations,
-                quality=quality_summary,
-                plan=plan,
+        staged = write_staging(
+            spark, job.fs, job.intake.inputs, settings, staging=job.staging, scope=job.scope, timer=job.timer
+        )
+        checked = job.validate(staged)
+        with job.timer.stage("rewrite_curated"):
+            plan = rewrite_curated(
+                spark, job.fs, job.ledger, job.intake.inputs, staged, layout=job.layout, staging=job.staging
             )
-            after = ledger.with_run(entries, layout.locations(plan))
-            publish.publish_run(
-                fs, report, staging=staging, ledger=after, removed=plan.removed, catalog=layout.switch(plan)
-            )
-            if layout.catalog is not None:
-                publish.expire_versions(output, after, grace_hours=settings.version_grace_hours)
-        return report
+        with job.timer.stage("publish"):
+            return job.publish(staged, plan, quality=checked)
     except QualityGateError as failure:
         assert staged is not None
-        quality_summary |= {"success": False, "critical_failures": failure.describe_failures()}
-        report = make_report(
-            status=contract.STATUS_FAILED_QUALITY_GATE,
-            counts=staged.counts,
-            durations=timer.durations,
-            quality=quality_summary,
-        )
-        publish.publish_failed_gate(fs, report, staging=staging)
+        job.publish_failed_gate(staged, failure)
         raise
     except BaseException:
-        publish.discard(fs, output, run_id)
+        publish.discard(job.fs, output, job.run_id)
         raise
+
+
+@dataclass
+class Job:
+    """One run's context under the output's lock: what its stages share."""
+
+    spark: SparkSession
+    fs: HadoopFileSystem
+    settings: BatchSettings
+    quality: QualitySettings | None
+    lock: LockInfo
+    output: str
+    timer: StageTimer
+    scope: LineScope
+    ledger: Ledger
+    intake: Intake
+    layout: CuratedLayout
+
+    @classmethod
+    def start(
+        cls,
+        spark: SparkSession,
+        settings: BatchSettings,
+        *,
+        quality: QualitySettings | None,
+        lock: LockInfo,
+        output: str,
+    ) -> Job:
+        """Finish or discard an interrupted run, read the ledger and select the inputs."""
+        fs, timer = HadoopFileSystem(spark), StageTimer()
+        started = datetime.now(UTC).replace(tzinfo=None)
+        bounds = quality.invoice_ts_bounds(started) if quality is not None else None
+        with timer.stage("inspect_inputs"):
+            publish.recover(fs, output)
+            ledger = Ledger.read(fs, output)
+            intake = select_inputs(
+                fs, settings.input, ledger, incremental=settings.incremental, encoding=settings.encoding
+            )
+        layout = CuratedLayout.of(settings, output=output, run_id=lock.run_id)
+        scope = LineScope(lock.run_id, bounds)
+        return cls(spark, fs, settings, quality, lock, output, timer, scope, ledger, intake, layout)
+
+    @property
+    def run_id(self) -> str:
+        return self.lock.run_id
+
+    @property
+    def staging(self) -> str:
+        return publish.staging_dir(self.output, self.run_id)
+
+    def report(self, status: str, counts: OutcomeCounts, **details: Any) -> RunReport:
+        return build_report(
+            self.spark,
+            run_id=self.run_id,
+            status=status,
+            intake=self.intake,
+            output=self.output,
+            counts=counts,
+            durations=self.timer.durations,
+            layout=self.layout,
+            **details,
+        )
+
+    def nothing_new(self) -> RunReport:
+        logger.info("Nothing new: all %d input file(s) were processed before", len(self.intake.skipped))
+        return self.report(contract.STATUS_NOTHING_NEW, OutcomeCounts.from_groups([]), quality={})
+
+    def validate(self, staged: Staged) -> dict[str, Any]:
+        """The quality gate's summary; raises QualityGateError on a critical failure."""
+        if self.quality is None or not self.quality.enabled:
+            logger.warning("The data-quality gate is off: publishing unvalidated data")
+            return {"enabled": False}
+        with self.timer.stage("validate"):
+            checked = gate_run(
+                self.spark, self.fs, self.quality, self.scope, staged=staged, staging=self.staging
+            )
+        return {"enabled": True, **checked}
+
+    def publish(self, staged: Staged, plan: rewrite.MonthPlan, *, quality: dict[str, Any]) -> RunReport:
+        """Publish the run (data, quarantine, ledger, reports) in one journaled step."""
+        self.lock.ensure_held()
+        entries = [
+            staged.sources.get(f.uri, SourceLines()).ledger_entry(f, self.run_id) for f in self.intake.inputs
+        ]
+        report = self.report(contract.STATUS_SUCCEEDED, staged.counts, quality=quality, plan=plan)
+        after = self.ledger.with_run(entries, self.layout.locations(plan))
+        publish.publish_run(
+            self.fs,
+            report,
+            staging=self.staging,
+            ledger=after,
+            removed=plan.removed,
+            catalog=self.layout.switch(plan),
+        )
+        if self.layout.catalog is not None:
+            publish.expire_versions(self.output, after, grace_hours=self.settings.version_grace_hours)
+        return report
+
+    def publish_failed_gate(self, staged: Staged, failure: QualityGateError) -> None:
+        """Publish the reports of a run the gate stopped, and no data."""
+        summary = {"enabled": True, "success": False, "critical_failures": failure.describe_failures()}
+        report = self.report(contract.STATUS_FAILED_QUALITY_GATE, staged.counts, quality=summary)
+        publish.publish_failed_gate(self.fs, report, staging=self.staging)
 
 
 def data_lines(

@@ -29,9 +29,6 @@ REQUIRED_CONF = {
 DEFAULT_CONF = {
     "spark.sql.optimizer.plannedWrite.enabled": "false",
     "spark.sql.maxConcurrentOutputFileWriters": "64",
-    # Local files without Hadoop's .crc side files: a re-delivered input beside a stale
-    # checksum would fail the read (ChecksumException), and the outputs need none.
-    "spark.hadoop.fs.file.impl": "org.apache.hadoop.fs.RawLocalFileSystem",
 }
 
 
@@ -68,5 +65,15 @@ def get_spark(
     # A platform's ready-made session (Glue, EMR notebooks) ignores the builder's settings.
     for key in (*DEFAULT_CONF, *REQUIRED_CONF):
         spark.conf.set(key, runtime_conf[key])
+    ignore_local_checksums(spark)
     logger.info("Spark %s session '%s' on %s", spark.version, app_name, spark.sparkContext.master)
     return spark
+
+
+def ignore_local_checksums(spark: SparkSession) -> None:
+    """Local files without Hadoop's .crc side files: a file re-delivered beside a stale
+    checksum would fail the read (ChecksumException), and the outputs need none. Set on the
+    JVM's cached local file system, which the driver and local-mode tasks share."""
+    local = spark._jvm.org.apache.hadoop.fs.FileSystem.getLocal(spark._jsc.hadoopConfiguration())  # noqa: SLF001
+    local.setVerifyChecksum(False)
+    local.setWriteChecksum(False)
