@@ -226,7 +226,13 @@ class _Validator:
         self.context.add_data_docs_site(site_name="run", site_config=cast(Any, site))
 
     def prepare(
-        self, name: str, expectations: Sequence[Any], frame: DataFrame, result_format: dict
+        self,
+        name: str,
+        expectations: Sequence[Any],
+        frame: DataFrame,
+        result_format: dict,
+        *,
+        run_id: Any = None,
     ) -> tuple[Any, Callable[[], Any]]:
         """Register a suite for `frame`; returns the suite and a function that validates."""
         gx = self._gx
@@ -241,7 +247,7 @@ class _Validator:
             gx.ValidationDefinition(name=name, data=batch, suite=suite)
         )
         return suite, functools.partial(
-            definition.run, batch_parameters={"dataframe": frame}, result_format=result_format
+            definition.run, batch_parameters={"dataframe": frame}, result_format=result_format, run_id=run_id
         )
 
 
@@ -290,9 +296,19 @@ def validate(
     settings: QualitySettings,
     published_rows: int,
     docs_dir: str | None = None,
+    run_id: str | None = None,
+    data_asset: str | None = None,
 ) -> tuple[QualityResult, str]:
-    """Validate both suites; returns the result and the local folder of the Data Docs site."""
+    """Validate both suites; returns the result and the local folder of the Data Docs site.
+    The site's pages name the run (`run_id`, by default the one being logged) and the data
+    asset (`data_asset`, by default the output's curated folder and months, from the staged
+    files' paths)."""
     import time
+
+    from great_expectations.core.run_identifier import RunIdentifier
+
+    from retail_pipeline import data_docs
+    from retail_pipeline.logs import current_run_id
 
     started = time.perf_counter()
     phases: dict[str, float] = {}
@@ -302,24 +318,28 @@ def validate(
 
     docs_dir = docs_dir or tempfile.mkdtemp(prefix="data_docs_")
     validator = _Validator(docs_dir)
+    run_name = run_id or current_run_id() or "unnamed run"
+    run = RunIdentifier(run_name=run_name, run_time=datetime.now(UTC))
     lap("context")
     details = {"result_format": "BASIC", "partial_unexpected_count": settings.examples_shown}
     counts_only = {"result_format": "BASIC", "partial_unexpected_count": 0}
     product = (F.col("quantity") * F.col("unit_price")).cast(rules.REVENUE_TYPE)
     curated = curated.withColumn(REVENUE_CHECK, F.col("revenue") - product)
     # Counts only: malformed raw lines are in the quarantine output, reason by reason.
-    _, validate_raw = validator.prepare(RAW_SUITE, raw_suite_expectations(), raw, counts_only)
+    _, validate_raw = validator.prepare(RAW_SUITE, raw_suite_expectations(), raw, counts_only, run_id=run)
     suite, validate_curated = validator.prepare(
         CURATED_SUITE,
         curated_suite_expectations(settings, published_rows=published_rows),
         curated,
         {"result_format": "BOOLEAN_ONLY"},
+        run_id=run,
     )
     _, validate_keys = validator.prepare(
         KEYS_SUITE,
         keys_suite_expectations(),
         curated.select(invoice_line_key().alias(INVOICE_LINE_KEY)),
         counts_only,
+        run_id=run,
     )
     with ThreadPoolExecutor(max_workers=3, thread_name_prefix="gx") as pool:
         runs = [pool.submit(run) for run in (validate_raw, validate_curated, validate_keys)]
@@ -330,12 +350,21 @@ def validate(
     failed_ids = {item.expectation_config.id for item in result.results if not item.success}
     if failed_ids:
         failed = [copy.copy(e) for e in suite.expectations if e.id in failed_ids]
-        _, validate_failed = validator.prepare(f"{CURATED_SUITE}__failed", failed, curated, details)
+        _, validate_failed = validator.prepare(
+            f"{CURATED_SUITE}__failed", failed, curated, details, run_id=run
+        )
         by_key = {o.key(): o for o in _outcomes(CURATED_SUITE, validate_failed())}
         curated_outcomes = [by_key.get(o.key(), o) for o in curated_outcomes]
         lap("failed_again")
     curated_outcomes += _outcomes(KEYS_SUITE, keys_result)
     outcomes += curated_outcomes
+    curated_name = data_asset or data_docs.curated_asset(curated.inputFiles())
+    assets = {RAW_SUITE: data_docs.input_asset(raw.inputFiles(), run_name)}
+    assets |= {CURATED_SUITE: curated_name, KEYS_SUITE: curated_name}
+    rows = {CURATED_SUITE: published_rows, KEYS_SUITE: published_rows}
+    data_docs.describe_results(
+        validator.context, run_name=run_name, assets=assets, outcomes=outcomes, rows=rows
+    )
     validator.context.build_data_docs()
     lap("data_docs")
     quality = QualityResult(outcomes, time.perf_counter() - started, phases)

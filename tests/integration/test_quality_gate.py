@@ -223,3 +223,35 @@ def test_a_wrong_row_count_is_named_with_the_count_seen(
     expected = "curated_invoice_lines.expect_table_row_count_to_equal(value=2): observed 1"
     assert failure.describe() == expected
     assert QualityGateError(result).describe_failures() == [failure.describe()]
+
+
+def page_text(path: Path) -> str:
+    return re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", path.read_text()))
+
+
+def test_data_docs_pages_name_the_run_and_the_data_asset_and_show_every_observed_value(
+    validated_run: Path,
+) -> None:
+    report = json.loads((validated_run / "reports" / "run_report.json").read_text())
+    docs = validated_run / "reports" / "data_docs" / "validations"
+    pages = {
+        suite: sorted(docs.glob(f"{suite}/{report['run_id']}/*/*.html"))
+        for suite in (quality.RAW_SUITE, quality.CURATED_SUITE, quality.KEYS_SUITE)
+    }
+    assert all(len(found) == 1 for found in pages.values()), pages  # the run id names each result
+    curated = page_text(pages[quality.CURATED_SUITE][0])
+    assert f"Run Name {report['run_id']}" in curated and "__none__" not in curated
+    assert (
+        f"Data asset: {validated_run}/curated, months 2010-12" in curated
+        and "Data asset: None" not in curated
+    )
+    raw = page_text(pages[quality.RAW_SUITE][0])
+    assert f"Data asset: input lines of run {report['run_id']} into {validated_run}" in raw
+    for suite, (page,) in pages.items():
+        rows = [
+            re.sub(r"<[^>]+>|\s+", " ", row).strip()
+            for row in re.findall(r"<tr>(.*?)</tr>", page.read_text(), flags=re.DOTALL)
+        ]
+        assert not [row for row in rows if row.endswith(" --")], suite  # GX's "no observed value"
+    # The row count is shown as a number, a passed column check as 0% unexpected.
+    assert str(report["published"]) in curated and "0% unexpected" in curated
