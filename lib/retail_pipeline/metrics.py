@@ -25,6 +25,7 @@ them as a table at the end of the demos.
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 from collections.abc import Iterable, Mapping, Sequence
@@ -199,17 +200,54 @@ class MetricsSink:
             handle.write(lines)
 
 
-def emit_stream_metrics(*, job: str, stream: TextIO | None = None, **counts: Any) -> None:
-    """For the streaming Lambdas: `stream_metrics(**counts)` as EMF lines on stdout, which
-    Lambda sends to the function's log group (CloudWatch extracts the metrics)."""
-    MetricsSink(STDOUT, stream=stream).emit(stream_metrics(job=job, **counts))
+def stream_destination(environ: Mapping[str, str] | None = None) -> str | None:
+    """Where a stream handler's records go: RETAIL_METRICS_TO if set, else stdout in a Lambda
+    function (its log group, where CloudWatch extracts them), else nowhere."""
+    env = os.environ if environ is None else environ
+    if env.get(DESTINATION_VARIABLE):
+        return env[DESTINATION_VARIABLE]
+    return STDOUT if env.get("AWS_LAMBDA_FUNCTION_NAME") else None
+
+
+def emit_stream_metrics(*, job: str | None = None, stream: TextIO | None = None, **counts: Any) -> None:
+    """For the streaming Lambdas, once per invocation: `stream_metrics(**counts)` as EMF
+    records (see `stream_destination`). `job` defaults to the function's name."""
+    name = job or os.environ.get("AWS_LAMBDA_FUNCTION_NAME") or LOCAL_JOB
+    destination = STDOUT if stream is not None else stream_destination()
+    MetricsSink(destination, stream=stream).emit(stream_metrics(job=name, **counts))
+
+
+def read_records(path: str | Path) -> list[Metric]:
+    """The metrics in a file of EMF records (what a file sink wrote)."""
+    found: list[Metric] = []
+    for line in Path(path).read_text(encoding="utf-8").splitlines():
+        record = json.loads(line)
+        for directive in record["_aws"]["CloudWatchMetrics"]:
+            dimensions = {name: str(record[name]) for names in directive["Dimensions"] for name in names}
+            for definition in directive["Metrics"]:
+                value = record[definition["Name"]]
+                total = sum(value) if isinstance(value, list) else value
+                found.append(Metric(definition["Name"], total, definition.get("Unit", COUNT), dimensions))
+    return found
+
+
+def totals(metrics: Iterable[Metric]) -> list[Metric]:
+    """The metrics summed by name and dimensions, in the order they first appear (a demo's
+    many runs or invocations as one table)."""
+    summed: dict[tuple[str, str, tuple[tuple[str, str], ...]], float] = {}
+    for metric in metrics:
+        key = (metric.name, metric.unit, tuple(metric.dimensions.items()))
+        summed[key] = summed.get(key, 0) + metric.value
+    return [Metric(name, value, unit, dict(dimensions)) for (name, unit, dimensions), value in summed.items()]
 
 
 def render_summary(metrics: Sequence[Metric], *, title: str = "Metrics") -> str:
     """The metrics as a plain-text table (the demos print it at the end)."""
     rows = []
+    jobs = {metric.dimensions.get(JOB) for metric in metrics}
     for metric in metrics:
-        extra = ", ".join(f"{k}={v}" for k, v in metric.dimensions.items() if k != JOB)
+        shown = {k: v for k, v in metric.dimensions.items() if k != JOB or len(jobs) > 1}
+        extra = ", ".join(f"{k}={v}" for k, v in shown.items())
         name = f"{metric.name} ({extra})" if extra else metric.name
         value = f"{metric.value:.3f} s" if metric.unit == SECONDS else f"{metric.value:,.0f}"
         rows.append((name, value))
@@ -217,6 +255,7 @@ def render_summary(metrics: Sequence[Metric], *, title: str = "Metrics") -> str:
         return f"{title}: none"
     width = max(len(name) for name, _ in rows)
     value_width = max(len(value) for _, value in rows)
-    lines = [f"{title} ({NAMESPACE}, {JOB}={metrics[0].dimensions.get(JOB, '-')})"]
+    job = f", {JOB}={next(iter(jobs))}" if len(jobs) == 1 else ""
+    lines = [f"{title} ({NAMESPACE}{job})"]
     lines += [f"  {name.ljust(width)}   {value.rjust(value_width)}" for name, value in rows]
     return "\n".join(lines)

@@ -226,3 +226,26 @@ def test_the_format_is_text_unless_asked_for_by_flag_or_environment(monkeypatch:
     assert logs.log_format("text", {"RETAIL_LOG_FORMAT": "json"}) == "text"
     with pytest.raises(ValueError, match="RETAIL_LOG_FORMAT"):
         logs.log_format(None, {"RETAIL_LOG_FORMAT": "xml"})
+
+
+def test_a_demo_s_file_of_records_reads_back_and_sums_into_one_table(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "metrics.jsonl"
+    monkeypatch.setenv("RETAIL_METRICS_TO", str(path))
+    monkeypatch.setenv("AWS_LAMBDA_FUNCTION_NAME", "retail-demo-process")
+    assert metrics.stream_destination() == str(path)
+    for _ in range(2):
+        metrics.emit_stream_metrics(published=5, dead_lettered={"cancelled": 1})
+    summed = metrics.totals(metrics.read_records(path))
+    values = {(m.name, m.dimensions.get("Reason")): m.value for m in summed}
+    assert values == {
+        ("RecordsPublished", None): 10,
+        ("RecordsDeadLettered", None): 2,
+        ("RecordsDeadLettered", "cancelled"): 2,
+    }
+    assert "Job=retail-demo-process" in metrics.render_summary(summed)
+    monkeypatch.delenv("RETAIL_METRICS_TO")
+    assert metrics.stream_destination() == "stdout"  # in a Lambda function
+    monkeypatch.delenv("AWS_LAMBDA_FUNCTION_NAME")
+    assert metrics.stream_destination() is None  # locally, unless asked
