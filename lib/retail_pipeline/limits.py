@@ -48,9 +48,9 @@ BATCH_GET_MAX_KEYS: Final = 100
 # ---- the query API and the stored keys
 KEY_FIELDS: Final = ("InvoiceNo", "StockCode")
 KEY_MAX_CHARS: Final = 64
-# C0 controls and DEL: a query string cannot carry them cleanly, and the table's sort key uses
-# one (KEY_SEPARATOR) between the StockCode and the line id.
-KEY_FORBIDDEN_CHARACTERS: Final = r"[\x00-\x1f\x7f]"
+# Control characters (C0, DEL, C1: as rules.CONTROL_CHARACTERS): a query string cannot carry
+# them cleanly, and the table's sort key uses one (KEY_SEPARATOR) after the StockCode.
+KEY_FORBIDDEN_CHARACTERS: Final = r"[\x00-\x1f\x7f-\x9f]"
 KEY_SEPARATOR: Final = "\x1f"
 # A line id names one line for good (`<request key>:<position>`); bytes of UTF-8.
 LINE_ID_MAX_BYTES: Final = 512

@@ -46,6 +46,7 @@ def item_bytes(item: dict[str, dict[str, str | bool]]) -> int:
         ("85123A\n", False),  # a `$`-anchored regex would have let this through
         ("85123A\t", False),
         ("A\x7f", False),
+        ("A\x85", False),  # C1: a control character to the batch rules too
         ("\ud800", False),
     ],
 )
@@ -105,8 +106,13 @@ def test_the_largest_line_fits_an_item_and_a_kinesis_record_whatever_it_holds(fi
 
 def test_the_key_pattern_reads_the_same_in_java_and_python() -> None:
     # Only \xhh escapes in one character class: both regex dialects read it alike (Spark's rlike).
-    assert re.fullmatch(r"\[(\\x[0-9a-f]{2}(-\\x[0-9a-f]{2})?)+\]", limits.KEY_FORBIDDEN_CHARACTERS)
+    assert re.fullmatch(r"\[(\\x[0-9a-fA-F]{2}(-\\x[0-9a-fA-F]{2})?)+\]", limits.KEY_FORBIDDEN_CHARACTERS)
     assert set(limits.KEY_FIELDS) <= set(rules.RAW_COLUMNS)
+
+
+def test_keys_hold_no_character_the_batch_rules_call_a_control_character() -> None:
+    forbidden, control = re.compile(limits.KEY_FORBIDDEN_CHARACTERS), re.compile(rules.CONTROL_CHARACTERS)
+    assert [c for c in range(0x3000) if bool(forbidden.match(chr(c))) != bool(control.match(chr(c)))] == []
 
 
 def test_utf8_bytes_counts_what_the_stores_count() -> None:

@@ -172,12 +172,17 @@ def test_bytes_that_are_not_utf8_fail_their_own_line_only() -> None:
     body = f"{HEADER}\r\n{GOOD}\r\n".encode() + GOOD.replace("HOLDER", "HOLDER \xff").encode("latin-1")
     kind, found = read_body(body + f"\r\n{GOOD}\r\n".encode(), "text/csv")
     assert kind == "csv"
-    assert [records.check(row.record or {}) for row in found][1] == "invalid_text"
+    assert found[1] == BodyRecord(3, None, "invalid_encoding")  # as the batch job names it
     assert [isinstance(records.check(row.record or {}), rules.InvoiceLine) for row in found] == [
         True,
         False,
         True,
     ]
+
+
+def test_a_replacement_character_is_an_invalid_encoding_as_in_the_batch_job() -> None:
+    replaced = GOOD.replace("HOLDER", "HOLDER \ufffd")
+    assert parse_csv(f"{HEADER}\r\n{replaced}") == [BodyRecord(2, None, "invalid_encoding")]
 
 
 def test_a_lone_surrogate_escape_fails_its_own_element_only() -> None:

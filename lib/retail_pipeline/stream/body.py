@@ -2,11 +2,13 @@
 
 A body is JSON (one record or a list of them) or CSV text with the data set's header. A line or
 element that cannot become a record is named with a reason, as the batch job names it:
-- CSV lines: the batch job's line reasons (`rules.LINE_REASONS`: empty_line, unclosed_quote,
-  wrong_field_count). `truncated_last_line` does not apply: an HTTP body arrives whole.
+- CSV lines: the batch job's line reasons (`rules.LINE_REASONS`: invalid_encoding, empty_line,
+  unclosed_quote, wrong_field_count). `truncated_last_line` does not apply: an HTTP body
+  arrives whole.
 - JSON elements: `not_a_record` (not an object of strings, numbers or nulls).
 Field reasons come later, from `rules.parse_record` and `limits.line_problem`. Bytes that are
-not UTF-8 become lone surrogates here (`invalid_text` later, for their record alone).
+not UTF-8 fail their own record only: a CSV line holding them is `invalid_encoding` (as in the
+batch job), a JSON string holding them is `invalid_text` later (from `limits.line_problem`).
 
 The work is bounded before it is done: a body of more than `limits.REQUEST_MAX_RECORDS`
 records raises TooManyRecordsError (HTTP 413) after counting line breaks, or after that many
@@ -48,6 +50,7 @@ def _line_reason(name: str) -> str:
     return name
 
 
+INVALID_ENCODING = _line_reason("invalid_encoding")
 EMPTY_LINE = _line_reason("empty_line")
 UNCLOSED_QUOTE = _line_reason("unclosed_quote")
 WRONG_FIELD_COUNT = _line_reason("wrong_field_count")
@@ -196,7 +199,10 @@ def parse_csv(text: str, *, max_records: int = limits.REQUEST_MAX_RECORDS) -> li
 
 
 def _csv_record(number: int, line: str) -> BodyRecord:
-    # The same order as the batch job's line checks (transforms.add_quarantine_reason).
+    # The same order as the batch job's line checks (transforms.add_quarantine_reason). Bytes that
+    # were not UTF-8 are lone surrogates here; the batch job reads them as U+FFFD.
+    if rules.REPLACEMENT_CHARACTER in line or not limits.is_text(line):
+        return BodyRecord(number, None, INVALID_ENCODING)
     if line.strip(" ") == "":
         return BodyRecord(number, None, EMPTY_LINE)
     if line.count('"') % 2 == 1:

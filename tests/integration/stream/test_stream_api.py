@@ -39,6 +39,7 @@ def test_a_csv_body_is_answered_with_counts_and_a_reason_per_rejected_line(stack
     assert answer == {
         "accepted": 2,
         "rejected": 4,
+        "reasons": {"empty_line": 1, "unclosed_quote": 1, "wrong_field_count": 1, "invalid_quantity": 1},
         "rejections": [
             {"line": 3, "reason": "empty_line"},
             {"line": 4, "reason": "unclosed_quote"},
@@ -124,6 +125,8 @@ def test_queries_answer_plain_json_with_every_line_and_the_totals(stack: Any) ->
         ("/transactions?InvoiceNo=540001&StockCode=A&StockCode=B", 400),
         ("/transactions?InvoiceNo=", 400),
         ("/transactions?InvoiceNo=%01x", 400),
+        ("/transactions?InvoiceNo=540001%0A", 400),
+        ("/transactions?InvoiceNo=540001&StockCode=85123A%1F", 400),
         ("/transactions?InvoiceNo=" + "9" * 65, 400),
         ("/transactions?InvoiceNo=999999", 404),
         ("/transactions?InvoiceNo=540001&StockCode=NOPE", 404),

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import base64
+import dataclasses
 import hashlib
 import hmac
 import json
 import time
 import urllib.error
 import urllib.request
+import uuid
 from collections.abc import Callable
 from typing import Any
 
@@ -18,6 +20,8 @@ from cryptography.hazmat.primitives import serialization
 from retail_pipeline.stream import query
 from retail_pipeline.stream.local.front import ApiFront, proxy_event
 from retail_pipeline.stream.local.resources import sign_up_and_sign_in
+from retail_pipeline.stream.settings import AuthSettings
+from tests.integration.stream.conftest import TEST_CLIENT_ID, TEST_ISSUER
 
 pytestmark = pytest.mark.integration
 
@@ -59,6 +63,12 @@ def tampered_signature(keys: Any) -> str:
     return f"{head}.{payload}.{signature[:middle]}{flipped}{signature[middle + 1 :]}"
 
 
+def header_nested_too_deeply(keys: Any) -> str:
+    head = b'{"alg": "RS256", "kid": ' + b"[" * 5000 + b"]" * 5000 + b"}"
+    _, payload, signature = keys.token().split(".")
+    return f"{b64url(head)}.{payload}.{signature}"
+
+
 def id_token(keys: Any) -> str:
     return keys.token(token_use="id", client_id=None, aud="test-app-client")
 
@@ -72,6 +82,9 @@ BAD_TOKENS: dict[str, Callable[[Any], str | None]] = {
     "signed by another key": lambda keys: keys.token(key=keys.stranger),
     "wrong iss": lambda keys: keys.token(iss="https://cognito-idp.us-east-1.amazonaws.com/us-east-1_Other"),
     "wrong client_id": lambda keys: keys.token(client_id="someone-else"),
+    "client_id a list holding the right one": lambda keys: keys.token(client_id=["test-app-client"]),
+    "client_id an object": lambda keys: keys.token(client_id={"id": "test-app-client"}),
+    "header nested too deeply": header_nested_too_deeply,
     "ID token": id_token,
     # Only token_use differs from a valid token: pins that check alone.
     "token_use id with a client_id": lambda keys: keys.token(token_use="id"),
@@ -138,3 +151,66 @@ def test_tokens_of_the_user_pool_on_moto_are_checked_with_its_jwks(stack: Any) -
                     assert (response.status, json.loads(response.read())["line_count"]) == (status, 1)
             except urllib.error.HTTPError as error:
                 assert error.code == status
+
+
+def query_front(stack: Any, auth: AuthSettings) -> tuple[ApiFront, Callable[[str], int]]:
+    """A front whose token check uses `auth`, and a check of a token through the handler alone."""
+    settings = dataclasses.replace(stack.resources.query_settings(), auth=auth)
+    dynamodb = stack.client("dynamodb")
+
+    def route(event: dict[str, Any], context: Any) -> dict[str, Any]:
+        return query.handle(event, settings, dynamodb=dynamodb)
+
+    def through_the_handler(token: str) -> int:
+        event = proxy_event("GET", TARGET, {"Authorization": f"Bearer {token}"}, b"", {})
+        return int(route(event, None)["statusCode"])
+
+    return ApiFront({("GET", "/transactions"): route}, auth), through_the_handler
+
+
+def through_the_api(front: ApiFront, token: str) -> int:
+    request = urllib.request.Request(f"{front.url}{TARGET}", headers={"Authorization": f"Bearer {token}"})
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return int(response.status)
+    except urllib.error.HTTPError as error:
+        return error.code
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "content_type"),
+    [
+        (b"<html>Service Unavailable</html>", 200, "text/html"),
+        (b"[]", 200, "application/json"),
+        (b'{"keys": "none"}', 200, "application/json"),
+        (b"", 503, "text/plain"),
+    ],
+)
+def test_a_jwks_that_answers_no_key_set_is_a_401_not_a_5xx(
+    stack: Any, signing_keys: Any, body: bytes, status: int, content_type: str
+) -> None:
+    path = f"/broken-{uuid.uuid4().hex}.json"
+    url = signing_keys.server.serve(path, body, status=status, content_type=content_type)
+    front, through_the_handler = query_front(
+        stack, AuthSettings(TEST_ISSUER, url, frozenset({TEST_CLIENT_ID}))
+    )
+    with front:
+        assert through_the_api(front, signing_keys.token()) == 401
+    assert through_the_handler(signing_keys.token()) == 401
+
+
+def test_a_key_dropped_from_the_jwks_is_refused_once_the_cache_lifetime_is_over(
+    stack: Any, signing_keys: Any
+) -> None:
+    path = f"/rotating-{uuid.uuid4().hex}.json"
+    url = signing_keys.server.serve_keys(path, {signing_keys.kid: signing_keys.private_key})
+    auth = AuthSettings(TEST_ISSUER, url, frozenset({TEST_CLIENT_ID}), jwks_cache_seconds=1)
+    front, through_the_handler = query_front(stack, auth)
+    token = signing_keys.token()
+    with front:
+        assert (through_the_api(front, token), through_the_handler(token)) == (200, 200)
+        signing_keys.server.serve_keys(path, {"test-key-2": signing_keys.stranger})  # the pool rotated
+        assert (through_the_api(front, token), through_the_handler(token)) == (200, 200)  # still cached
+        time.sleep(1.2)
+        assert (through_the_api(front, token), through_the_handler(token)) == (401, 401)
+    assert signing_keys.server.fetches[path] == 2  # once per lifetime, not per request

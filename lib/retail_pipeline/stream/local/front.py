@@ -79,7 +79,10 @@ class ApiFront:
         return f"http://{LOOPBACK}:{self._server.server_address[1]}"
 
     def start(self) -> ApiFront:
-        self._thread = threading.Thread(target=self._server.serve_forever, name="api-front", daemon=True)
+        # A short poll: stop() waits for it, and tests stop many fronts.
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, args=(0.05,), name="api-front", daemon=True
+        )
         self._thread.start()
         return self
 
