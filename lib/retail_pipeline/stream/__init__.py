@@ -1,9 +1,12 @@
 """The streaming path: plain-Python Lambda handlers that apply the same rules as the batch job.
 
     POST /transactions --ingest--> Kinesis (PartitionKey = InvoiceNo)
-        --process--> DynamoDB (one item per InvoiceNo + StockCode, every line kept)
+        --process--> DynamoDB (one item per line under its InvoiceNo, written in batches)
                    + S3 curated Parquet (one object per batch and month) + S3 dead letters
     GET /transactions?InvoiceNo=..[&StockCode=..] --query--> DynamoDB
+
+What a request, a record or a key may hold is in `retail_pipeline.limits`, the same limits at
+ingest, in the consumer and in the query API.
 
 Modules: `settings` (environment -> frozen dataclasses), `body` (request bodies -> raw records),
 `records` (Kinesis payloads, the rules applied to one record), `store` (the DynamoDB model),

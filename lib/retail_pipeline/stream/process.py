@@ -58,15 +58,20 @@ def read_record(record: dict[str, Any]) -> StreamedRecord:
     arrival = float(kinesis["approximateArrivalTimestamp"])
     try:
         data = base64.b64decode(kinesis["data"], validate=True)
-    except (binascii.Error, ValueError):
-        data = kinesis["data"].encode("utf-8", "surrogatepass")
-    try:
         line_id, raw = records.decode_payload(data)
-    except records.PoisonRecordError as error:
+    except (binascii.Error, ValueError) as error:  # PoisonRecordError is a ValueError
         return StreamedRecord(
-            event_id, sequence_number, arrival, "", None, records.QUARANTINED, records.INVALID_PAYLOAD,
-            None, str(error), data,
-        )  # fmt: skip
+            event_id=event_id,
+            sequence_number=sequence_number,
+            arrival_timestamp=arrival,
+            line_id="",
+            record=None,
+            outcome=records.QUARANTINED,
+            reason=records.INVALID_PAYLOAD,
+            line=None,
+            detail=str(error),
+            data=kinesis["data"].encode("ascii", "replace") if isinstance(error, binascii.Error) else data,
+        )
     classified = records.classify(raw)
     return StreamedRecord(
         event_id,

@@ -167,7 +167,6 @@ def write_lines(dynamodb: Any, table: str, lines: Sequence[LineToStore]) -> Writ
             }
             return result
     return result
-    return result
 
 
 def _write_chunk(dynamodb: Any, table: str, chunk: Sequence[LineToStore], result: WriteResult) -> int | None:
