@@ -17,6 +17,7 @@ import pytest
 from retail_pipeline import limits
 from retail_pipeline.stream.local import LocalContext
 from retail_pipeline.stream.local.front import proxy_event
+from retail_pipeline.stream.objects import list_objects
 from tests.integration.stream.faults import PUT_RECORDS
 
 pytestmark = pytest.mark.integration
@@ -169,29 +170,41 @@ def test_a_6_mb_body_of_bad_lines_is_answered_within_the_lambdas_limits(stack: A
     assert peak < LAMBDA_MEMORY_BYTES / 4
 
 
+@pytest.mark.parametrize("via", sorted(VIAS))
 @pytest.mark.parametrize(
     ("headers", "again"),
     [({}, "with the same body"), ({"Idempotency-Key": "order-7"}, "with the same Idempotency-Key")],
 )
 def test_a_request_sent_again_after_a_partial_failure_stores_each_line_once(
-    make_stack: Any, headers: dict[str, str], again: str
+    make_stack: Any, via: str, headers: dict[str, str], again: str
 ) -> None:
     stack = make_stack(faults=True)
-    lines = [GOOD.replace("85123A", f"S{n:02d}") for n in range(10)]
+    body = csv_body(*[GOOD.replace("85123A", f"S{n:02d}") for n in range(10)])
     stack.faults.take_half(PUT_RECORDS)  # Kinesis takes half of every PutRecords, refuses the rest
-    status, answer = stack.post(csv_body(*lines), "text/csv", **headers)
+    status, answer, _ = VIAS[via](stack, body, "text/csv", **headers)
     assert status == 503
     assert answer == {
         "message": f"the stream is unavailable; send the request again {again}: no line is stored twice"
     }
     stack.faults.clear()
-    assert stack.post(csv_body(*lines), "text/csv", **headers)[0] == 202
+    assert VIAS[via](stack, body, "text/csv", **headers)[0] == 202
     stack.poller.drain()
 
     stored = Counter(line["line_id"] for item in stack.items() for line in item["lines"])
     assert len(stored) == 10 and set(stored.values()) == {1}
     status, invoice = stack.get(InvoiceNo="536365")
     assert (status, invoice["line_count"]) == (200, 10)
+    # The first request's four attempts put 5 + 2 + 1 + 1 lines: each came back as a duplicate.
+    assert dead_letter_reasons(stack) == {"duplicate_line_id": 9}
+
+
+def dead_letter_reasons(stack: Any) -> Counter[str]:
+    s3, bucket = stack.client("s3"), stack.resources.bucket
+    reasons: Counter[str] = Counter()
+    for key in list_objects(s3, bucket, stack.resources.process_settings().dead_letter_prefix):
+        body = s3.get_object(Bucket=bucket, Key=key)["Body"].read().decode("utf-8")
+        reasons.update(json.loads(line)["reason"] for line in body.splitlines())
+    return reasons
 
 
 def test_the_same_line_in_another_body_is_another_line(stack: Any) -> None:
