@@ -7,6 +7,7 @@ from __future__ import annotations
 import io
 import json
 import logging
+import uuid
 from decimal import Decimal
 from typing import Any
 
@@ -188,7 +189,9 @@ def test_the_summary_names_each_metric_and_its_reason() -> None:
 
 def powertools_line(message: str, **extra: Any) -> dict[str, Any]:
     stream = io.StringIO()
-    logger = Logger(service="retail-stream", stream=stream)
+    # A service of its own: Powertools keeps the first handler of a service's logger, and the
+    # stream modules' "retail-stream" logger may exist already, writing to stdout.
+    logger = Logger(service=f"shape-probe-{uuid.uuid4().hex}", stream=stream)
     logger.info(message, extra=extra)
     return dict(json.loads(stream.getvalue()))
 
