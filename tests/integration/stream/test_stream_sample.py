@@ -84,7 +84,7 @@ def expected_by_key(batch_lines: Counter[LineTuple]) -> dict[tuple[str, str], Co
 @pytest.fixture(scope="module")
 def stored(streamed: tuple[Any, dict[str, Any]]) -> dict[tuple[str, str], dict[str, Any]]:
     """Every (InvoiceNo, StockCode) in the table, as the query API answers for it (one scan:
-    moto answers a Query by sorting the whole table, ~0.3 s at this size)."""
+    moto answers each Query by sorting the whole table)."""
     stack, _ = streamed
     return {(item["invoice_no"], item["stock_code"]): item for item in stack.items()}
 
