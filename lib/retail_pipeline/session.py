@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 from pyspark import SparkContext
 from pyspark.sql import SparkSession
@@ -74,6 +75,7 @@ def ignore_local_checksums(spark: SparkSession) -> None:
     """Local files without Hadoop's .crc side files: a file re-delivered beside a stale
     checksum would fail the read (ChecksumException), and the outputs need none. Set on the
     JVM's cached local file system, which the driver and local-mode tasks share."""
-    local = spark._jvm.org.apache.hadoop.fs.FileSystem.getLocal(spark._jsc.hadoopConfiguration())  # noqa: SLF001
+    jvm: Any = spark._jvm  # noqa: SLF001 - py4j gateway, the documented way in
+    local = jvm.org.apache.hadoop.fs.FileSystem.getLocal(spark._jsc.hadoopConfiguration())  # noqa: SLF001
     local.setVerifyChecksum(False)
     local.setWriteChecksum(False)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import shutil
 from dataclasses import dataclass
 from typing import Any
@@ -16,6 +17,8 @@ from typing import Any
 from pyspark.sql import SparkSession
 
 from retail_pipeline.ledger import canonical_uri
+
+URI_SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*):")
 
 
 @dataclass(frozen=True)
@@ -32,6 +35,7 @@ class HadoopFileSystem:
     def __init__(self, spark: SparkSession) -> None:
         self._jvm: Any = spark._jvm  # noqa: SLF001 - py4j gateway, the documented way in
         self._conf: Any = spark._jsc.hadoopConfiguration()  # noqa: SLF001
+        self._default_scheme: str | None = None  # fs.defaultFS's, looked up once
 
     def _path(self, path: str) -> Any:
         return self._jvm.org.apache.hadoop.fs.Path(path)
@@ -91,6 +95,14 @@ class HadoopFileSystem:
 
     def read_bytes(self, path: str, *, start: int = 0, length: int | None = None) -> bytes:
         """`length` bytes from offset `start` (a negative start counts from the end)."""
+        plain = self.local_file(path)
+        if plain is not None:
+            # A local file directly: through py4j each read costs ~70 ms (the array's copy).
+            with open(plain, "rb") as stream:
+                size = stream.seek(0, os.SEEK_END)
+                offset = max(size + start, 0) if start < 0 else min(start, size)
+                stream.seek(offset)
+                return stream.read(size - offset if length is None else length)
         fs = self._fs(path)
         target = self._path(path)
         size = int(fs.getFileStatus(target).getLen())
@@ -139,11 +151,23 @@ class HadoopFileSystem:
             raise OSError(f"could not move {partial} to {path}")
 
     def local_file(self, path: str) -> str | None:
-        """The plain path of `path` when it is on this machine's file system, else None."""
-        fs = self._fs(path)
-        if str(fs.getUri().getScheme()) != "file":
+        """The plain path of `path` when it is on this machine's file system, else None.
+        Worked out without the JVM (it is asked for every input file)."""
+        scheme = URI_SCHEME.match(path)
+        if scheme is None:
+            if self._default_scheme is None:
+                self._default_scheme = str(
+                    self._jvm.org.apache.hadoop.fs.FileSystem.getDefaultUri(self._conf).getScheme()
+                )
+            local = self._default_scheme == "file"
+        else:
+            local = scheme[1].lower() == "file"
+        if not local:
             return None
-        return str(fs.pathToFile(self._path(path)).getPath())
+        rest = path[len("file:") :] if scheme is not None else path
+        if rest.startswith("//"):  # file://authority/path: only the local host's, as Hadoop reads it
+            rest = "/" + rest[2:].partition("/")[2]
+        return os.path.abspath(rest)
 
     def copy_from_local(self, local_path: str, target: str) -> None:
         """Copy a local file or folder (recursively) to `target`, replacing it."""
