@@ -196,6 +196,7 @@ def run_observed_load(argv: Sequence[str], *, job: str | None = None) -> int:
     from retail_pipeline.warehouse import cli as warehouse_cli
     from retail_pipeline.warehouse import files, load_output, load_run
     from retail_pipeline.warehouse.errors import WarehouseError
+    from retail_pipeline.warehouse.urls import parse_warehouse_url
 
     parser = warehouse_cli.build_parser()
     add_observability_arguments(parser)
@@ -203,6 +204,8 @@ def run_observed_load(argv: Sequence[str], *, job: str | None = None) -> int:
     try:
         output = args.output or warehouse_cli.default_output(args.config)
         url = args.warehouse or warehouse_cli.default_warehouse(output)
+        if not url.startswith("redshift-data://"):
+            parse_warehouse_url(url)  # a bad URL is named before anything is read
         run = None if args.all else files.read_run_report(output, args.run_report)
     except WarehouseError as error:
         logger.error("%s", error)

@@ -23,13 +23,11 @@ from __future__ import annotations
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from decimal import Decimal
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 import pyarrow as pa
 
-from retail_pipeline.logs import set_run_id
 from retail_pipeline.warehouse import files, loader, merge
 from retail_pipeline.warehouse.backends import Warehouse
 from retail_pipeline.warehouse.dialects import REDSHIFT, schema_ddl
@@ -215,24 +213,10 @@ def load_run(
 ) -> loader.LoadResult:
     """`loader.load_run` through the Data API: the run's lines replace its sources' lines."""
     target = parse_data_api_url(warehouse_url)
-    report = files.read_run_report(output_dir, run_report)
-    set_run_id(report.run_id)
-    if report.status == files.NOTHING_NEW:
-        return loader.LoadResult(report.run_id, target.display, 0, 0, Decimal(0), 0, status=files.NOTHING_NEW)
-    if report.status != files.SUCCEEDED:
-        raise WarehouseInputError(
-            f"run {report.run_id} published nothing (status {report.status}): nothing to load"
-        )
-    try:
-        merge.check_batch_id(report.run_id)
-        merge.stage_sources(report.sources)
-    except ValueError as error:
-        raise WarehouseInputError(f"run report {report.source}: {error}") from None
-    partition_files = files.partition_files(output_dir, report.curated_partitions, root=report.curated_root)
-    described = files.describe_files(partition_files)
-    plan = loader.LoadPlan(
-        report.run_id, merge.Replaces(sources=True), line_batch_id=report.run_id, run=report
-    )
+    planned = loader.plan_run_load(output_dir, run_report, display=target.display)
+    if isinstance(planned, loader.LoadResult):
+        return planned
+    described, plan = planned
     manifests = files.join(output_dir, files.MANIFEST_FOLDER)
     return _load(target, described, plan, manifest_dir=manifests, client=client)
 

@@ -89,21 +89,30 @@ def load_run(warehouse_url: str, output_dir: str, *, run_report: str | None = No
     sources with the lines the run published (the rows of its curated partitions that carry its
     run_id; the partitions also hold other sources' lines, which stay as they are loaded).
     Reads <output_dir>/reports/run_report.json by default. A run that found nothing new loads
-    nothing and succeeds."""
+    nothing and succeeds. A `redshift-data://` URL loads through the Redshift Data API."""
+    if warehouse_url.startswith("redshift-data://"):
+        from retail_pipeline.warehouse import data_api
+
+        return data_api.load_run(warehouse_url, output_dir, run_report=run_report)
     target = parse_warehouse_url(warehouse_url)
+    planned = plan_run_load(output_dir, run_report, display=target.display)
+    if isinstance(planned, LoadResult):
+        return planned
+    described, plan = planned
+    return _load(target, described, plan, manifest_dir=files.join(output_dir, files.MANIFEST_FOLDER))
+
+
+def plan_run_load(
+    output_dir: str, run_report: str | None, *, display: str
+) -> LoadResult | tuple[list[files.DataFile], LoadPlan]:
+    """What loading a run means, for any backend: its files and plan, or (a run that found
+    nothing new) the empty result. Refuses a run that published nothing, and one whose
+    partitions a later run replaced."""
     report = files.read_run_report(output_dir, run_report)
     set_run_id(report.run_id)
     if report.status == files.NOTHING_NEW:
-        logger.info("Run %s found nothing new: nothing to load into %s", report.run_id, target.display)
-        return LoadResult(
-            batch_id=report.run_id,
-            warehouse=target.display,
-            files=0,
-            rows=0,
-            revenue=Decimal(0),
-            replaced_rows=0,
-            status=files.NOTHING_NEW,
-        )
+        logger.info("Run %s found nothing new: nothing to load into %s", report.run_id, display)
+        return LoadResult(report.run_id, display, 0, 0, Decimal(0), 0, status=files.NOTHING_NEW)
     if report.status != files.SUCCEEDED:
         raise WarehouseInputError(
             f"run {report.run_id} published nothing (status {report.status}): nothing to load"
@@ -121,8 +130,9 @@ def load_run(warehouse_url: str, output_dir: str, *, run_report: str | None = No
             f"the curated partitions of run {report.run_id} hold {rows:,} rows, fewer than the"
             f" {report.published:,} it published: a later run replaced some; load the later run's report"
         )
-    plan = LoadPlan(report.run_id, merge.Replaces(sources=True), line_batch_id=report.run_id, run=report)
-    return _load(target, described, plan, manifest_dir=files.join(output_dir, files.MANIFEST_FOLDER))
+    return described, LoadPlan(
+        report.run_id, merge.Replaces(sources=True), line_batch_id=report.run_id, run=report
+    )
 
 
 def load_output(warehouse_url: str, output_dir: str) -> LoadResult:
@@ -146,6 +156,10 @@ def load_parquet_files(
     """Load curated-schema Parquet files: every invoice in them replaces that invoice's lines
     (so a batch must hold all of each invoice's lines), and each (year, month) of
     `replace_months` is replaced whole."""
+    if warehouse_url.startswith("redshift-data://"):
+        from retail_pipeline.warehouse import data_api
+
+        return data_api.load_parquet_files(warehouse_url, parquet_files, batch_id=batch_id)
     target = parse_warehouse_url(warehouse_url)
     try:
         merge.check_batch_id(batch_id)

@@ -68,7 +68,8 @@ DATE_KEY = (
     "CAST(EXTRACT(YEAR FROM invoice_ts) * 10000 + EXTRACT(MONTH FROM invoice_ts) * 100"
     " + EXTRACT(DAY FROM invoice_ts) AS INTEGER)"
 )
-BATCH_ID_PATTERN = re.compile(r"^[A-Za-z0-9_.:+-]{1,64}$")
+# A Glue job run id is 67 characters ("jr_" and 64 hex digits); the columns hold 128 bytes.
+BATCH_ID_PATTERN = re.compile(r"^[A-Za-z0-9_.:+-]{1,128}$")
 SOURCES_PER_INSERT = 500
 UNSAFE_IN_LITERAL = re.compile(r"[\\\x00-\x1f\x7f]")
 
@@ -88,7 +89,7 @@ def sql_literal(text: str) -> str:
 
 def check_batch_id(batch_id: str) -> str:
     if not BATCH_ID_PATTERN.match(batch_id):
-        raise ValueError(f"batch id {batch_id!r} must be 1-64 letters, digits or _.:+-")
+        raise ValueError(f"batch id {batch_id!r} must be 1-128 letters, digits or _.:+-")
     return batch_id
 
 
