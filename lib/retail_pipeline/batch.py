@@ -74,12 +74,13 @@ class StageTimer:
     @contextmanager
     def stage(self, name: str) -> Iterator[None]:
         started = time.perf_counter()
-        logger.info("Stage %s: started", name)
+        logger.info("Stage %s: started", name, extra={"stage": name})
         try:
             yield
         finally:
             self.durations[name] = round(time.perf_counter() - started, 3)
-            logger.info("Stage %s: %.1f s", name, self.durations[name])
+            seconds = self.durations[name]
+            logger.info("Stage %s: %.1f s", name, seconds, extra={"stage": name, "duration_s": seconds})
 
 
 def balanced_split_bytes(total_bytes: int, *, slots: int, max_split_bytes: int) -> int:

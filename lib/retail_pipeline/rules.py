@@ -20,7 +20,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any, Literal
 
-from retail_pipeline import contract
+from retail_pipeline import contract, limits
 
 RAW_COLUMNS: tuple[str, ...] = (
     "InvoiceNo",
@@ -57,6 +57,9 @@ CUSTOMER_ID_FLOAT_SUFFIX = r"\.0+$"
 # Java and Python regexes.
 CONTROL_CHARACTERS = r"[\x00-\x1F\x7F-\x9F]"
 CONTROL_RUN = CONTROL_CHARACTERS + "+"
+# A key the query API can look up: at most limits.KEY_MAX_CHARS characters ([\s\S]: any
+# character, the same in Java and Python).
+KEY_PATTERN = rf"^[\s\S]{{1,{limits.KEY_MAX_CHARS}}}$"
 # What a decoder puts where the bytes were not valid in the input's encoding.
 REPLACEMENT_CHARACTER = "\ufffd"
 
@@ -146,6 +149,21 @@ FIELD_CHECKS: tuple[FieldCheck, ...] = (
         "InvoiceNo or StockCode holds a control character",
         "StockCode",
         "no_control",
+    ),
+    # What the stores and the query API can hold and look up (limits.py, shared with ingest).
+    FieldCheck(
+        limits.INVALID_INVOICE_NO,
+        f"InvoiceNo is longer than {limits.KEY_MAX_CHARS} characters",
+        "InvoiceNo",
+        "pattern",
+        KEY_PATTERN,
+    ),
+    FieldCheck(
+        limits.INVALID_STOCK_CODE,
+        f"StockCode is longer than {limits.KEY_MAX_CHARS} characters",
+        "StockCode",
+        "pattern",
+        KEY_PATTERN,
     ),
     FieldCheck("invalid_quantity", "Quantity is not a whole number", "Quantity", "pattern", QUANTITY_PATTERN),
     FieldCheck(

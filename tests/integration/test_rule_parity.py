@@ -112,3 +112,39 @@ def test_spark_and_python_read_invoice_dates_alike(spark: SparkSession) -> None:
     # The grid holds real dates of both shapes, and impossible ones.
     parsed = [row.ts for row in rows]
     assert sum(ts is not None for ts in parsed) > 500 and sum(ts is None for ts in parsed) > 2000
+
+
+HARDENING_LINES = [
+    "9" * 64 + ",85123A,HEART,6,12/1/2010 8:26,2.55,17850,United Kingdom",
+    "9" * 65 + ",85123A,HEART,6,12/1/2010 8:26,2.55,17850,United Kingdom",
+    "536365," + "A" * 65 + ",HEART,6,12/1/2010 8:26,2.55,17850,United Kingdom",
+    "5363\x0065,85123A,HEART,6,12/1/2010 8:26,2.55,17850,United Kingdom",
+    "536365,85123A,\tWHITE\x00\x07HEART\x1b,6,12/1/2010 8:26,2.55,17850,United Kingdom",
+    "536365,85123A,HEART,6,12/1/2010 8:26,2.55,17850\x85,United Kingdom",
+    "536365,85123A,HEART,6,12/1/2010 8:26,2.55,17850,United\x7fKingdom",
+    "536365,85123A,\u00c9CLAIR \u2028 \U0001f600,6,12/1/2010 8:26,2.55,17850,France",
+]
+
+
+def test_spark_and_python_agree_on_keys_and_control_characters(spark: SparkSession) -> None:
+    frame = spark.createDataFrame(
+        [("file:///x.csv", line, "run-1") for line in HARDENING_LINES],
+        "source_file string, line string, run_id string",
+    )
+    classified = frame.transform(transforms.classify_lines, header_lines={rules.RAW_HEADER}).collect()
+    got = [
+        (
+            row["line"],
+            row["outcome"],
+            row["reason"],
+            row["description"] if row["outcome"] != "quarantined" else None,
+        )
+        for row in classified
+    ]
+    expected = []
+    for line in HARDENING_LINES:
+        outcome, reason, values = python_outcome(line)
+        expected.append((line, outcome, reason, values[2] if values else None))
+    assert sorted(got) == sorted(expected)
+    reasons = {reason for _, _, reason, _ in got}
+    assert {"invalid_invoice_no", "invalid_stock_code", "control_character_in_key"} <= reasons

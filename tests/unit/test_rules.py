@@ -7,7 +7,7 @@ from decimal import Decimal
 
 import pytest
 
-from retail_pipeline import rules
+from retail_pipeline import limits, rules
 
 GOOD = {
     "InvoiceNo": "536365",
@@ -125,6 +125,8 @@ def test_rules_are_in_the_documented_order() -> None:
         "missing_invoice_no",
         "missing_stock_code",
         "control_character_in_key",
+        "invalid_invoice_no",
+        "invalid_stock_code",
         "invalid_quantity",
         "invalid_unit_price",
         "invalid_invoice_date",
@@ -146,6 +148,14 @@ def test_rules_are_in_the_documented_order() -> None:
 )
 def test_a_key_with_a_control_character_is_malformed(changes: dict[str, str], reason: str) -> None:
     assert rules.parse_record(record(**changes)) == reason
+
+
+@pytest.mark.parametrize(
+    ("field", "reason"), [("InvoiceNo", "invalid_invoice_no"), ("StockCode", "invalid_stock_code")]
+)
+def test_a_key_the_query_api_cannot_look_up_is_malformed(field: str, reason: str) -> None:
+    assert isinstance(rules.parse_record(record(**{field: "9" * limits.KEY_MAX_CHARS})), rules.InvoiceLine)
+    assert rules.parse_record(record(**{field: "9" * (limits.KEY_MAX_CHARS + 1)})) == reason
 
 
 def test_control_characters_in_a_description_become_one_space() -> None:
