@@ -14,7 +14,7 @@ export SPARK_LOCAL_IP ?= 127.0.0.1
 export PYSPARK_PYTHON := $(abspath $(PY))
 export PYSPARK_DRIVER_PYTHON := $(abspath $(PY))
 
-.PHONY: help java install run load stream-demo daily-demo test test-fast data bench lint format package clean
+.PHONY: help java install run load stream-demo daily-demo test test-fast data bench bench-daily lint format package clean
 
 help: ## Show the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-10s %s\n", $$1, $$2}'
@@ -57,6 +57,9 @@ data: install ## Generate a synthetic input of SCALE x 541,909 rows: make data S
 
 bench: java install ## Time the batch job on synthetic inputs of each of SCALES
 	$(PY) benchmarks/run.py --scales $(SCALES)
+
+bench-daily: java install ## A daily run against the history it lands in (SCALE, default 1)
+	$(PY) benchmarks/daily.py --scale $(SCALE)
 
 lint: install ## ruff (lint and format check) and mypy
 	$(VENV)/bin/ruff check lib jobs tests benchmarks scripts

@@ -22,7 +22,7 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT / "lib"))  # runs from a checkout without installing too
 
-from retail_pipeline import batch, rules  # noqa: E402
+from retail_pipeline import batch, metrics, rules  # noqa: E402
 from retail_pipeline.config import load_config  # noqa: E402
 from retail_pipeline.logs import configure_logging  # noqa: E402
 from retail_pipeline.session import get_spark  # noqa: E402
@@ -101,11 +101,15 @@ def main(argv: list[str] | None = None) -> int:
     )
     spark.sparkContext.setLogLevel("ERROR")
     daily = dataclasses.replace(config.batch, input=str(incoming), output=str(output), incremental=True)
+    recorded: list[metrics.Metric] = []
 
     def run_and_load(label: str) -> None:
         started = time.perf_counter()
         report = batch.run(spark, daily, quality=config.quality)
         loaded = load_run(warehouse, str(output))
+        recorded.extend(
+            metrics.batch_metrics(report, job="daily-demo") + metrics.load_metrics(loaded, job="daily-demo")
+        )
         files = f"{len(report.inputs)} file(s) read, {len(report.skipped_inputs)} skipped"
         seconds = time.perf_counter() - started
         print(
@@ -137,6 +141,7 @@ def main(argv: list[str] | None = None) -> int:
     same_warehouse = warehouse_rows(warehouse) == warehouse_rows(full_warehouse)
     print(f"one full run: {totals(full_warehouse)}")
     print(f"daily runs equal one full run: curated {same_curated}, warehouse {same_warehouse}")
+    print(metrics.render_summary(metrics.totals(recorded), title="Metrics over the daily runs and loads"))
     spark.stop()
     return 0 if same_curated and same_warehouse else 1
 

@@ -574,8 +574,12 @@ class Job:
         )
 
     def nothing_new(self) -> RunReport:
+        """A run with no new input: its report is published (a load of it loads nothing), no
+        data, quarantine or ledger changes."""
         logger.info("Nothing new: all %d input file(s) were processed before", len(self.intake.skipped))
-        return self.report(contract.STATUS_NOTHING_NEW, OutcomeCounts.from_groups([]), quality={})
+        report = self.report(contract.STATUS_NOTHING_NEW, OutcomeCounts.from_groups([]), quality={})
+        publish.publish_reports(self.fs, report, staging=self.staging)
+        return report
 
     def validate(self, staged: Staged) -> dict[str, Any]:
         """The quality gate's summary; raises QualityGateError on a critical failure."""

@@ -214,6 +214,14 @@ def expire_versions(output: str, ledger: Ledger, *, grace_hours: int) -> None:
         logger.warning("Could not remove old curated versions under %s: %s", output, error)
 
 
+def publish_reports(fs: HadoopFileSystem, report: RunReport, *, staging: str) -> None:
+    """Publish only a run's report, as the latest and in the history (a run that changed no
+    data: its report says so)."""
+    fs.write_text(f"{staging}/reports/run_report.json", report.to_json())
+    fs.write_text(f"{staging}/reports/runs/{report.run_id}.json", report.to_json())
+    publish(fs, report.output, report.run_id)
+
+
 def publish_failed_gate(fs: HadoopFileSystem, report: RunReport, *, staging: str) -> None:
     """Publish the reports of a run the quality gate stopped (validation result, Data Docs,
     this run's report) but no data: reports/run_report.json keeps describing what is published."""

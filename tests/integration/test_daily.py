@@ -120,11 +120,16 @@ def test_day_by_day_runs_end_where_one_full_run_does(
         assert sum(entry.read for entry in ledger.sources.values()) == full_run[0].read
         assert sum(entry.published for entry in ledger.sources.values()) == full_run[0].published
 
-    # Nothing new: nothing read, nothing written.
-    before = {p: p.stat().st_mtime_ns for p in growing.rglob("*")}
+    # Nothing new: nothing read, no data written; only the run's report says so.
+    def data_files() -> dict[Path, int]:
+        return {p: p.stat().st_mtime_ns for p in growing.rglob("*") if "reports" not in p.parts}
+
+    before = data_files()
     again = batch.run(spark, settings(incoming, growing, incremental=True))
     assert again.status == "nothing_new" and again.read == 0 and len(again.skipped_inputs) == 4
-    assert {p: p.stat().st_mtime_ns for p in growing.rglob("*")} == before
+    assert data_files() == before
+    latest = json.loads((growing / "reports" / "run_report.json").read_text())
+    assert (latest["run_id"], latest["status"], latest["sources"]) == (again.run_id, "nothing_new", [])
 
 
 def test_a_corrected_file_replaces_exactly_its_own_lines(spark: SparkSession, tmp_path: Path) -> None:

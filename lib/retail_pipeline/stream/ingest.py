@@ -33,7 +33,7 @@ from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.data_classes import APIGatewayProxyEvent
 from botocore.exceptions import BotoCoreError, ClientError
 
-from retail_pipeline import limits
+from retail_pipeline import limits, metrics
 from retail_pipeline.stream import api
 from retail_pipeline.stream.body import (
     BodyError,
@@ -128,6 +128,7 @@ def handle(event: dict[str, Any], settings: IngestSettings, *, kinesis: Any) -> 
         "Ingested",
         extra={"accepted": len(entries), "rejected": rejections.count, "reasons": rejections.reasons},
     )
+    metrics.emit_stream_metrics(accepted=len(entries), rejected=dict(rejections.reasons))
     body = {
         "accepted": len(entries),
         "rejected": rejections.count,

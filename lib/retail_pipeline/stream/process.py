@@ -25,7 +25,7 @@ from typing import Any, NamedTuple
 
 from aws_lambda_powertools import Logger
 
-from retail_pipeline import rules
+from retail_pipeline import metrics, rules
 from retail_pipeline.stream import api, objects, records, store
 from retail_pipeline.stream.body import RawRecord
 from retail_pipeline.stream.settings import ProcessSettings
@@ -113,6 +113,8 @@ def process_batch(
     failed = batch[len(handled) :]
     counts = Counter(f"{item.outcome}:{item.reason}" if item.reason else item.outcome for item in handled)
     logger.info("Batch processed", extra={"records": len(batch), "failed": len(failed), "outcomes": counts})
+    dead = Counter(item.reason or item.outcome for item in handled if item.outcome != records.PUBLISHED)
+    metrics.emit_stream_metrics(published=len(handled) - sum(dead.values()), dead_lettered=dict(dead))
     return {"batchItemFailures": [{"itemIdentifier": item.sequence_number} for item in failed]}
 
 

@@ -16,6 +16,7 @@ import base64
 import contextlib
 import json
 import os
+import tempfile
 import threading
 import time
 import urllib.parse
@@ -24,6 +25,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from retail_pipeline import metrics
 from retail_pipeline.stream.local.moto import MotoServer
 from retail_pipeline.stream.local.resources import LOCAL_CREDENTIALS, create_resources, sign_up_and_sign_in
 
@@ -214,11 +216,17 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     # One summary at the end instead of a log line per batch (set it to INFO to see them).
     os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "WARNING")
+    # The handlers' EMF records, read back for the summary at the end.
+    metrics_file = Path(tempfile.mkdtemp(prefix="stream-demo-")) / "metrics.jsonl"
+    os.environ.setdefault(metrics.DESTINATION_VARIABLE, str(metrics_file))
     records, seconds = measure_rule_throughput(args.csv)
     with MotoServer(args.moto_port) as moto:
         summary = run_demo(args, moto)
     summary["rule_throughput_records_per_second_one_core"] = round(records / seconds)
     print(json.dumps(summary, indent=2))
+    recorded = Path(os.environ[metrics.DESTINATION_VARIABLE])
+    if recorded.exists():
+        print(metrics.render_summary(metrics.totals(metrics.read_records(recorded)), title="Stream metrics"))
     return 0
 
 
