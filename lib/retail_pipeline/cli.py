@@ -217,6 +217,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def run_command(parser: argparse.ArgumentParser, args: argparse.Namespace, platform: dict[str, Any]) -> int:
     # Imported here: they bring Spark, which `generate` and `load` do without.
+    from retail_pipeline.batch import StorageError
     from retail_pipeline.inputs import InputError
     from retail_pipeline.lock import LockError, LockLostError, OutputLockedError
     from retail_pipeline.quality import QualityGateError
@@ -225,13 +226,13 @@ def run_command(parser: argparse.ArgumentParser, args: argparse.Namespace, platf
     # Most specific first: OutputLockedError and LockLostError are LockErrors.
     exit_codes: list[tuple[tuple[type[Exception], ...], int]] = [
         ((OutputLockedError,), EXIT_OUTPUT_LOCKED),
-        ((AccountingError, QualityGateError, LockLostError), EXIT_FAILED),
+        ((AccountingError, QualityGateError, LockLostError, StorageError), EXIT_FAILED),
         ((ConfigError, InputError, LockError), EXIT_BAD_INPUT),
     ]
     try:
         if args.command == "batch":
             return run_batch(args, platform)
-    except (ConfigError, InputError, LockError, AccountingError, QualityGateError) as error:
+    except (ConfigError, InputError, LockError, AccountingError, QualityGateError, StorageError) as error:
         logger.error("%s", error)
         print(f"error: {error}", file=sys.stderr)
         return next(code for kinds, code in exit_codes if isinstance(error, kinds))

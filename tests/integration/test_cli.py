@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -83,3 +84,38 @@ def test_a_killed_run_leaves_the_previous_output_readable(spark: SparkSession, t
     report = batch.run(spark, BatchSettings(str(SAMPLE_CSV), str(tmp_path), "utf-8", True))
     assert report.published + first.published == spark.read.parquet(str(tmp_path / "curated")).count()
     assert not (tmp_path / "_staging").exists()
+
+
+@pytest.fixture
+def tiny_disk(tmp_path: Path) -> Iterator[Path]:
+    """A 64 KB file system (tmpfs, as root), which the job's first write fills."""
+    disk = tmp_path / "tiny"
+    disk.mkdir()
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(disk)], capture_output=True, check=False
+    )
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.decode().strip()}")
+    try:
+        yield disk
+    finally:
+        subprocess.run(["umount", str(disk)], check=False)
+
+
+def test_a_full_disk_is_one_line_and_exit_1(tiny_disk: Path) -> None:
+    result = subprocess.run(
+        job("--input", str(SAMPLE_CSV), "--output", str(tiny_disk / "out")),
+        check=False,
+        capture_output=True,
+        text=True,
+        env=environment(),
+        timeout=300,
+    )
+    assert result.returncode == 1
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert errors == [
+        f"error: writing {tiny_disk / 'out'} failed: No space left on device: free space there"
+        " (the previous output is unchanged) and run again"
+    ]
+    assert "Traceback" not in result.stderr
+    assert not (tiny_disk / "out" / "curated").exists()
