@@ -1,0 +1,581 @@
+"""Property tests of both parsers (issue #16): the batch job's (Spark) and the streaming path's
+(plain Python). Arbitrary bytes and rows never make them raise, every line is accounted for,
+and the two agree on every generated line.
+
+Examples are few and hold many lines each, so Spark runs few jobs; `derandomize=True` makes
+every run (and CI) draw the same examples. No shrinking: a failure lists every line that
+disagreed, which is smaller than what shrinking through Spark jobs would give in minutes.
+"""
+
+from __future__ import annotations
+
+import codecs
+import csv
+import io
+import json
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, Phase, example, given, settings
+from hypothesis import strategies as st
+from pyspark.sql import SparkSession
+
+from retail_pipeline import batch, rules, transforms
+from retail_pipeline.config import BatchSettings, QualitySettings
+from retail_pipeline.inputs import InputError
+from retail_pipeline.stream import body
+
+pytestmark = pytest.mark.integration
+
+# A fixed InvoiceDate range, so the range check takes part (the job takes it from the config).
+BOUNDS = (datetime(2010, 12, 1), datetime(2011, 12, 9, 23, 59, 59))
+CURATED_VALUES = transforms.CURATED_COLUMNS[:9]  # the columns both interpreters compute
+LINE_BREAKS = re.compile(r"\r\n|\r|\n")  # where Hadoop's line reader ends a line
+CONTROL = re.compile(rules.CONTROL_CHARACTERS)
+LINE_REASONS = tuple(reason.name for reason in rules.LINE_REASONS)
+# The splitter's verdict where Python's csv module and Spark's parser may split differently
+# (a quote inside an unquoted field): any line reason will do.
+LINE_LEVEL = "line-level"
+
+SPARK_PROPERTY = settings(
+    derandomize=True,
+    database=None,
+    deadline=None,
+    phases=(Phase.explicit, Phase.generate),
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.large_base_example],
+)
+PYTHON_PROPERTY = settings(SPARK_PROPERTY, max_examples=300)
+
+
+# ---- the plain-Python reading of one line (what the streaming path does with a CSV line)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    outcome: str  # published, filtered or quarantined
+    reason: str | None
+    values: tuple[Any, ...] | None  # the curated values of a published or filtered line
+
+
+def python_outcome(line: str, *, bounds: tuple[datetime, datetime] | None = BOUNDS) -> Outcome:
+    """Where the plain-Python rules put one text line: line reasons in the batch job's order,
+    then `rules.parse_record` on its csv-split fields and `rules.first_matching_rule`."""
+    if rules.REPLACEMENT_CHARACTER in line:
+        return Outcome("quarantined", "invalid_encoding", None)
+    if line.strip(" ") == "":
+        return Outcome("quarantined", "empty_line", None)
+    if line.count('"') % 2 == 1:
+        return Outcome("quarantined", "unclosed_quote", None)
+    fields = next(csv.reader([line]), [])
+    if len(fields) != len(rules.RAW_COLUMNS):
+        return Outcome("quarantined", "wrong_field_count" if splits_alike(line) else LINE_LEVEL, None)
+    return record_outcome(dict(zip(rules.RAW_COLUMNS, fields, strict=True)), bounds=bounds)
+
+
+def record_outcome(record: dict[str, str | None], *, bounds: tuple[datetime, datetime] | None) -> Outcome:
+    parsed = rules.parse_record(record, invoice_ts_range=bounds)
+    if isinstance(parsed, str):
+        return Outcome("quarantined", parsed, None)
+    values = (
+        parsed.invoice_no,
+        parsed.stock_code,
+        parsed.description,
+        parsed.quantity,
+        parsed.unit_price,
+        parsed.revenue,
+        parsed.invoice_ts,
+        parsed.customer_id,
+        parsed.country,
+    )
+    rule = rules.first_matching_rule(parsed)
+    return Outcome("filtered", rule.name, values) if rule else Outcome("published", None, values)
+
+
+def splits_alike(line: str) -> bool:
+    """Whether every CSV parser splits the line the same way: no quote, or quotes only around
+    whole fields (as a CSV writer puts them)."""
+    if '"' not in line:
+        return True
+    fields = next(csv.reader([line]), [])
+    return written_as_csv(fields) == line or written_as_csv(fields, quoting=csv.QUOTE_ALL) == line
+
+
+def written_as_csv(fields: list[str], *, quoting: int = csv.QUOTE_MINIMAL) -> str:
+    buffer = io.StringIO()
+    csv.writer(buffer, lineterminator="", quoting=quoting).writerow(fields)
+    return buffer.getvalue()
+
+
+def spark_outcome(row: Any) -> Outcome:
+    if row["outcome"] == transforms.OUTCOME_QUARANTINED:
+        return Outcome(row["outcome"], row["reason"], None)
+    return Outcome(row["outcome"], row["reason"], tuple(row[c] for c in CURATED_VALUES))
+
+
+def agree(spark: Outcome, python: Outcome) -> bool:
+    if python.reason == LINE_LEVEL:
+        return spark.outcome == "quarantined" and spark.reason in LINE_REASONS
+    return spark == python
+
+
+# Java's `$` also matches before a final U+0085, U+2028 or U+2029 (Python's only before "\n"):
+# a Quantity or UnitPrice ending in one passes the pattern in Spark and is published as NULL,
+# and a CustomerID "17850.0\u2028" loses its ".0" in Spark only. Pinned by
+# test_a_number_ending_in_a_unicode_line_separator_is_malformed_in_both; remove this exclusion
+# with that test's xfail once the patterns match the whole field in both languages.
+JAVA_LINE_TERMINATORS = ("\x85", "\u2028", "\u2029")
+
+
+def in_known_gap(line: str) -> bool:
+    fields = next(csv.reader([line]), []) if '"' not in line or splits_alike(line) else []
+    if len(fields) != len(rules.RAW_COLUMNS):
+        return False
+    record = dict(zip(rules.RAW_COLUMNS, fields, strict=True))
+    return any(
+        (record[name] or "").strip(" ").endswith(JAVA_LINE_TERMINATORS)
+        for name in ("Quantity", "UnitPrice", "CustomerID")
+    )
+
+
+def classify_in_spark(spark: SparkSession, lines: list[str]) -> list[Any]:
+    frame = spark.createDataFrame(
+        [("file:///x.csv", line) for line in lines], "source_file string, line string"
+    )
+    return frame.transform(
+        transforms.classify_lines, header_lines={rules.RAW_HEADER}, invoice_ts_range=BOUNDS
+    ).collect()
+
+
+# ---- strategies: rows as exports, spreadsheets and broken systems write them
+
+REALISTIC = {
+    "InvoiceNo": ["536365", "581587", "C536379", "c536383", "A563185", "a563186", "5363 65", ""],
+    "StockCode": ["85123A", "22139", "POST", "D", "M", "BANK CHARGES", ""],
+    "Description": [
+        "WHITE HANGING HEART T-LIGHT HOLDER",
+        'RECORD FRAME 7" SINGLE SIZE ',
+        "AIRLINE LOUNGE,METAL SIGN",
+        "CAFÉ CRÈME BRÛLÉE €",
+        "",
+    ],
+    "Quantity": [
+        "6",
+        "-1",
+        "0",
+        "+12",
+        "007",
+        "999999999",
+        "1000000000",
+        "2147483647",
+        "6.0",
+        "1e3",
+        "1,000",
+    ],
+    "InvoiceDate": [
+        "12/1/2010 8:26",
+        "12/9/2011 12:50",
+        "2011-12-09 12:50:00",
+        "2010-12-01 00:00:00",
+        "11/30/2010 23:59",
+        "2011-12-10 00:00:00",
+        "1/1/2099 0:00",
+        "9999-12-31 23:59:59",
+        "2/29/2011 10:19",
+        "13/45/2010 10:19",
+        "12/1/2010 8:26:00",
+        "2010-12-01",
+    ],
+    "UnitPrice": [
+        "2.55",
+        ".5",
+        "+.5",
+        "0",
+        "0.0000",
+        "-11062.06",
+        "12345678.1234",
+        "123456789",
+        "2.55555",
+        "£2.55",
+    ],
+    "CustomerID": ["17850", "17850.0", "17850.00", "13047.5", ".0", "x.0", ""],
+    "Country": ["United Kingdom", "France", "EIRE", "Côte d'Ivoire", "日本", "Unspecified", ""],
+}
+EDGE_CHARACTERS = [
+    " ", "  ", ",", '"', '""', "\t", "\x00", "\x07", "\x0b", "\x1b", "\x1f", "\x7f", "\x85", "\x9f",
+    "\xa0", "\u2028", "\u2029", "\ufeff", "\ufffd", "é", "€", "日", "😀", "0", ".", "-", "+", "/", ":",
+]  # fmt: skip
+# Any text a line can hold (Hadoop ends lines at \r and \n; no lone surrogates in a str Spark takes).
+ANY_TEXT = st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="\r\n"), max_size=12)
+
+
+@st.composite
+def field_value(draw: st.DrawFn, column: str) -> str:
+    kind = draw(st.sampled_from(["realistic", "realistic", "realistic", "edited", "edge", "any"]))
+    if kind == "edge":
+        return draw(st.sampled_from(EDGE_CHARACTERS))
+    if kind == "any":
+        return draw(ANY_TEXT)
+    value = draw(st.sampled_from(REALISTIC[column]))
+    if kind == "edited":
+        position = draw(st.integers(0, len(value)))
+        inserted = draw(st.one_of(st.sampled_from(EDGE_CHARACTERS), ANY_TEXT))
+        value = value[:position] + inserted + value[position:]
+    return value
+
+
+# Rows that publish (or are filtered) as they are; most generated lines are one of them with a
+# field or two changed, so most lines get far enough for their values to be compared.
+GOOD_ROWS = [
+    next(csv.reader([line]))
+    for line in (
+        "536365,85123A,WHITE HANGING HEART T-LIGHT HOLDER,6,12/1/2010 8:26,2.55,17850,United Kingdom",
+        '536477,22041,"RECORD FRAME 7"" SINGLE SIZE ",48,12/1/2010 12:27,2.1,16210.0,Côte d\'Ivoire',
+        '581587,POST,"AIRLINE LOUNGE,METAL SIGN",+2,2011-12-09 12:50:00,.5,,EIRE',
+        "C536379,D,Discount,-1,12/9/2011 12:50,27.50,14527,United Kingdom",
+        "536414,22139,,56,12/1/2010 11:52,0,,United Kingdom",
+    )
+]
+
+
+@st.composite
+def text_line(draw: st.DrawFn) -> str:
+    """One line: a good row with a field or two changed, a row of 7-9 drawn fields, written as
+    a CSV writer would (or plainly joined), or a broken one: a stray quote, nothing, spaces,
+    arbitrary text."""
+    kind = draw(st.sampled_from(["edited"] * 5 + ["row"] * 3 + ["stray_quote", "blank", "any"]))
+    if kind == "blank":
+        return draw(st.sampled_from(["", " ", "   "]))
+    if kind == "any":
+        return draw(st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="\r\n")))
+    columns = list(rules.RAW_COLUMNS)
+    if kind == "edited":
+        fields = list(draw(st.sampled_from(GOOD_ROWS)))
+        for index in draw(st.lists(st.integers(0, len(columns) - 1), max_size=2)):
+            fields[index] = draw(field_value(columns[index]))
+    else:
+        count = draw(st.sampled_from([8] * 10 + [7, 9]))
+        fields = [draw(field_value(columns[i % len(columns)])) for i in range(count)]
+    quoting = draw(st.sampled_from([csv.QUOTE_MINIMAL, csv.QUOTE_MINIMAL, csv.QUOTE_ALL, "joined"]))
+    line = ",".join(fields) if quoting == "joined" else written_as_csv(fields, quoting=int(quoting))
+    if kind == "stray_quote":
+        position = draw(st.integers(0, len(line)))
+        line = line[:position] + draw(st.sampled_from(['"', '""'])) + line[position:]
+    return line
+
+
+LINES = st.lists(text_line(), min_size=40, max_size=60)
+
+
+# ---- (b) Spark and plain Python classify every line alike
+
+
+@settings(SPARK_PROPERTY, max_examples=6)
+@given(lines=LINES)
+@example(
+    lines=[
+        "536365,85123A,WHITE HANGING HEART T-LIGHT HOLDER,6,12/1/2010 8:26,2.55,17850,United Kingdom",
+        "5363\x0065,85123A,X,6,12/1/2010 8:26,2.55,17850,United Kingdom",
+        "536365,85123A,\t\x07X\x00,6,12/1/2010 8:26,2.55,17850.0,United\x85Kingdom",
+        "536365,85123A, \x07WHITE\tHEART\x00 ,6,12/1/2010 8:26,2.55,17850.0,United Kingdom",
+        "536365,85123A,X,6,11/30/2010 23:59,2.55,17850,United Kingdom",
+        # Each pattern's and bound's edges, both sides.
+        "536365,85123A,X,999999999,12/9/2011 23:59,12345678.1234,17850.00,United Kingdom",
+        "536365,85123A,X,1000000000,12/1/2010 8:26,2.55,17850,United Kingdom",
+        "536365,85123A,X,6,12/1/2010 8:26,123456789,17850,United Kingdom",
+        "536365,85123A,X,6,12/1/2010 8:26,2.55555,17850,United Kingdom",
+        "536365,85123A,X,6,2011-12-10 00:00:00,2.55,17850,United Kingdom",
+        "536365,85123A,X,6,12/1/2010 0:00,2.55,17850,United Kingdom",
+        'C536379,D,"Discount, ""7""",-1,12/9/2011 12:50,27.5,14527,United Kingdom',
+        "536365,85123A,X,6,12/1/2010 8:26,2.55,17850,United Kingdom,",
+        '536365,"85123A,X,6,12/1/2010 8:26,2.55,17850,United Kingdom',
+        "536365,85123A,CAF\ufffd,6,12/1/2010 8:26,2.55,17850,France",
+        "",
+    ]
+)
+def test_spark_and_python_classify_every_line_alike(spark: SparkSession, lines: list[str]) -> None:
+    rows = classify_in_spark(spark, lines)
+    assert [row["line"] for row in rows] == lines  # one row per line, none lost or added
+    mismatches = []
+    for row in rows:
+        spark_side, python_side = spark_outcome(row), python_outcome(row["line"])
+        if not agree(spark_side, python_side) and not in_known_gap(row["line"]):
+            mismatches.append((row["line"], spark_side, python_side))
+    assert mismatches == []
+    for row in rows:
+        assert row["outcome"] in {"published", "filtered", "quarantined"}
+        assert (row["outcome"] == "published") == (row["reason"] is None)
+
+
+# The case `in_known_gap` leaves out of the property above.
+@pytest.mark.xfail(
+    strict=True,
+    reason="rules' QUANTITY/UNIT_PRICE patterns and CUSTOMER_ID_FLOAT_SUFFIX end in `$`, which in"
+    " Java also matches before a final U+0085/U+2028/U+2029: Spark publishes such a Quantity or"
+    " UnitPrice as NULL (and revenue NULL) where Python quarantines it, and strips the .0 of"
+    " '17850.0\\u2028' where Python keeps it",
+)
+def test_a_number_ending_in_a_unicode_line_separator_is_malformed_in_both(spark: SparkSession) -> None:
+    good = "536365,85123A,X,{quantity},12/1/2010 8:26,{price},{customer},United Kingdom"
+    lines = [
+        good.format(quantity="6\u2028", price="2.55", customer="17850"),
+        good.format(quantity="6\x85", price="2.55", customer="17850"),
+        good.format(quantity="6", price="2.55\u2029", customer="17850"),
+        good.format(quantity="6", price="2.55", customer="17850.0\u2028"),
+    ]
+    rows = classify_in_spark(spark, lines)
+    assert [spark_outcome(row) for row in rows] == [python_outcome(line) for line in lines]
+    assert all(
+        row["quantity"] is not None and row["unit_price"] is not None
+        for row in rows
+        if row["outcome"] != "quarantined"
+    )
+
+
+# ---- (a) arbitrary bytes as an input file: the job never fails on them, every line counted
+
+
+@st.composite
+def line_bytes(draw: st.DrawFn, encoding: str) -> bytes:
+    kind = draw(st.sampled_from(["text"] * 6 + ["mangled", "binary", "header"]))
+    if kind == "binary":
+        return draw(st.binary(max_size=60))
+    if kind == "header":
+        return draw(st.sampled_from([rules.RAW_HEADER, rules.UTF8_BOM + rules.RAW_HEADER])).encode(
+            encoding, "replace"
+        )
+    data = draw(text_line()).encode(encoding, "replace")
+    if kind == "mangled":
+        position = draw(st.integers(0, len(data)))
+        data = data[:position] + draw(st.binary(min_size=1, max_size=3)) + data[position:]
+    return data
+
+
+@st.composite
+def input_file(draw: st.DrawFn) -> tuple[str, bytes]:
+    """(encoding, bytes): the header, then lines of text, mangled text and arbitrary bytes, with
+    any of the three line breaks (or none at the end)."""
+    encoding = draw(st.sampled_from(["utf-8", "utf-8", "latin-1", "cp1252"]))
+    lines = draw(st.lists(line_bytes(encoding), min_size=20, max_size=80))
+    breaks = draw(
+        st.lists(st.sampled_from([b"\r\n", b"\n", b"\r"]), min_size=len(lines) + 1, max_size=len(lines) + 1)
+    )
+    bom = rules.UTF8_BOM.encode() if encoding == "utf-8" and draw(st.booleans()) else b""
+    data = bom + rules.RAW_HEADER.encode() + breaks[0]
+    for line, line_break in zip(lines, breaks[1:], strict=True):
+        data += line + line_break
+    if draw(st.booleans()):
+        data = data.removesuffix(breaks[-1])
+    return encoding, data
+
+
+def physical_lines(data: bytes, encoding: str) -> list[str]:
+    """The lines Hadoop's reader gives: split at \\r\\n, \\r or \\n; a final break ends the
+    last line; a UTF-8 byte-order mark at the start is dropped."""
+    text = data.decode(encoding, "replace")
+    if encoding == "utf-8":
+        text = text.removeprefix(rules.UTF8_BOM)
+    lines = LINE_BREAKS.split(text)
+    return lines[:-1] if lines[-1] == "" else lines
+
+
+@settings(SPARK_PROPERTY, max_examples=5)
+@given(drawn=input_file())
+def test_arbitrary_bytes_never_fail_the_job_and_every_line_is_counted(
+    spark: SparkSession,
+    tmp_path_factory: pytest.TempPathFactory,
+    quality_off: QualitySettings,
+    drawn: tuple[str, bytes],
+) -> None:
+    encoding, data = drawn
+    folder = tmp_path_factory.mktemp("arbitrary")
+    source = folder / "drop.csv"
+    source.write_bytes(data)
+    job = BatchSettings(str(source), str(folder / "out"), encoding, True)
+    lines = physical_lines(data, encoding)
+    try:
+        report = batch.run(spark, job, quality=quality_off)
+    except InputError as refusal:
+        # The only refusal a file with the right header may get: mostly not in its encoding.
+        message = str(refusal)
+        assert "\n" not in message and str(source) in message
+        assert f"not {codecs.lookup(encoding).name} text" in message
+        undecodable = [line for line in data.split(b"\n") if not decodes(line, encoding)]
+        assert len(undecodable) >= 2
+        return
+    headers = {rules.RAW_HEADER, rules.UTF8_BOM + rules.RAW_HEADER}
+    assert report.header_lines == sum(line in headers for line in lines) >= 1
+    assert report.read + report.header_lines == len(lines)
+    assert report.read == report.published + sum(report.filtered.values()) + sum(report.quarantined.values())
+    stored = read_outputs(spark, folder / "out")
+    assert stored["quarantined"] == sum(report.quarantined.values())
+    assert len(stored["published"]) == report.published
+    earliest, latest = quality_off.invoice_ts_bounds(datetime.now(UTC).replace(tzinfo=None))
+    for row in stored["published"]:
+        assert not any(
+            CONTROL.search(row[c] or "") for c in ("invoice_no", "stock_code", "customer_id", "country")
+        )
+        assert earliest <= row["invoice_ts"] <= latest
+
+
+def decodes(data: bytes, encoding: str) -> bool:
+    try:
+        data.decode(encoding)
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+def read_outputs(spark: SparkSession, output: Path) -> dict[str, Any]:
+    curated, quarantine = output / "curated", output / "quarantine"
+    return {
+        "published": spark.read.parquet(str(curated)).collect() if curated.exists() else [],
+        "quarantined": spark.read.parquet(str(quarantine)).count() if quarantine.exists() else 0,
+    }
+
+
+# ---- (c) the streaming body parser: arbitrary bytes and JSON never raise but as documented
+
+BODY_ERRORS = (body.BodyError, body.UnsupportedMediaTypeError)
+CONTENT_TYPES = [
+    None,
+    "",
+    "text/csv",
+    "text/csv; charset=utf-8",
+    "application/csv",
+    "application/json",
+    "application/vnd.api+json",
+    "text/plain",
+    "application/octet-stream",
+    "image/png",
+]
+
+
+@PYTHON_PROPERTY
+@given(
+    content_type=st.sampled_from(CONTENT_TYPES),
+    raw=st.one_of(
+        st.binary(max_size=400),
+        st.lists(line_bytes("utf-8"), max_size=30).map(
+            lambda lines: b"\r\n".join([rules.RAW_HEADER.encode(), *lines])
+        ),
+    ),
+)
+def test_the_body_parser_never_raises_on_arbitrary_bytes(content_type: str | None, raw: bytes) -> None:
+    try:
+        kind, records = body.read_body(raw, content_type, max_records=20)
+    except BODY_ERRORS as error:
+        assert str(error) and "\n" not in str(error)
+        return
+    assert records and kind in {"json", "csv"}
+    positions = [record.position for record in records]
+    assert positions == sorted(set(positions))
+    for record in records:
+        assert (record.record is None) != (record.reason is None)
+        if record.record is not None:
+            assert tuple(record.record) == rules.RAW_COLUMNS
+    if kind == "csv":
+        text = raw.decode("utf-8", "surrogateescape").removeprefix(rules.UTF8_BOM)
+        lines = LINE_BREAKS.split(text)
+        lines = lines[:-1] if lines[-1] == "" else lines
+        repeated_headers = sum(line == lines[0] for line in lines[1:])
+        assert len(records) == len(lines) - 1 - repeated_headers  # every line after the header
+        assert {record.reason for record in records} <= {None, *LINE_REASONS}
+        for record in records:
+            line = lines[record.position - 1]
+            # Bytes that were not UTF-8 (escaped to U+DC80..U+DCFF) fail their line, as in the job.
+            if rules.REPLACEMENT_CHARACTER in line or any("\udc80" <= c <= "\udcff" for c in line):
+                assert record.reason == "invalid_encoding", line
+
+
+JSON_SCALARS = st.one_of(
+    st.none(), st.booleans(), st.integers(), st.floats(allow_nan=False), st.text(max_size=10)
+)
+JSON_VALUES = st.recursive(
+    JSON_SCALARS,
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4)
+    ),
+    max_leaves=12,
+)
+RAW_RECORDS = st.fixed_dictionaries(
+    {},
+    optional={
+        name: st.one_of(
+            st.sampled_from(REALISTIC[name]),
+            st.none(),
+            st.integers(),
+            st.floats(allow_nan=False),
+            st.booleans(),
+        )
+        for name in rules.RAW_COLUMNS
+    },
+)
+
+
+def json_text(value: object, *, ascii_only: bool, spaced: bool) -> str:
+    return json.dumps(value, ensure_ascii=ascii_only, indent=1 if spaced else None)
+
+
+@PYTHON_PROPERTY
+@given(
+    document=st.one_of(st.lists(st.one_of(RAW_RECORDS, JSON_VALUES), max_size=30), RAW_RECORDS, JSON_VALUES),
+    ascii_only=st.booleans(),
+    spaced=st.booleans(),
+    bom=st.booleans(),
+)
+@example(document=[[[[[[[[[[1]]]]]]]]]] * 2, ascii_only=True, spaced=False, bom=False)
+def test_the_body_parser_reads_any_json_element_by_element(
+    document: object, ascii_only: bool, spaced: bool, bom: bool
+) -> None:
+    raw = (
+        (rules.UTF8_BOM if bom else "") + json_text(document, ascii_only=ascii_only, spaced=spaced)
+    ).encode()
+    elements = document if isinstance(document, list) else [document]
+    try:
+        kind, records = body.read_body(raw, "application/json", max_records=20)
+    except BODY_ERRORS as error:
+        assert "\n" not in str(error)
+        # Refused only as documented: no object, an empty list, or too many elements.
+        assert not isinstance(document, list | dict) or elements == [] or len(elements) > 20
+        return
+    assert kind == "json"
+    assert [record.position for record in records] == list(range(len(elements)))
+    for record, element in zip(records, elements, strict=True):
+        is_record = isinstance(element, dict) and all(
+            not isinstance(element.get(name), bool | list | dict) for name in rules.RAW_COLUMNS
+        )
+        assert (record.record is not None) == is_record, (element, record)
+        assert record.reason == (None if is_record else body.NOT_A_RECORD)
+
+
+def test_a_body_nested_too_deeply_is_refused_not_a_crash() -> None:
+    with pytest.raises(body.BodyError, match="JSON"):
+        body.read_body(b"[" * 100_000 + b"]" * 100_000, "application/json")
+
+
+@settings(PYTHON_PROPERTY, max_examples=40)
+@given(lines=LINES)
+def test_the_body_parser_reads_each_csv_line_as_the_rules_do(lines: list[str]) -> None:
+    """The streaming path's CSV lines against the same plain-Python reading the Spark side is
+    held to above: the same line reasons, the same records (so, by the Spark property, the
+    batch job's verdict on each line)."""
+    records = body.parse_csv("".join(f"{line}\r\n" for line in [rules.RAW_HEADER, *lines]))
+    kept = [line for line in lines if line != rules.RAW_HEADER]
+    assert [record.position for record in records] == [
+        number for number, line in enumerate(lines, start=2) if line != rules.RAW_HEADER
+    ]
+    mismatches = []
+    for line, record in zip(kept, records, strict=True):
+        expected = python_outcome(line)
+        got = (
+            record_outcome(record.record, bounds=BOUNDS)
+            if record.record is not None
+            else Outcome("quarantined", record.reason, None)
+        )
+        if not agree(got, expected):
+            mismatches.append((line, got, expected))
+    assert mismatches == []
