@@ -146,14 +146,9 @@ def read_lines(spark: SparkSession, inputs: list[InputFile], *, encoding: str, r
     text = F.col("value")
     charset = jvm_charset(encoding)
     # Bytes invalid in the encoding become U+FFFD, which quarantines the line (invalid_encoding):
-    # Spark keeps a UTF-8 line's bytes as they are, so only lines with non-ASCII bytes (more
-    # bytes than characters) are decoded again, by the JVM's replacing decoder.
-    if charset == "UTF-8":
-        text = F.when(
-            F.length(text) != F.octet_length(text), F.decode(text.cast("binary"), charset)
-        ).otherwise(text)
-    else:
-        text = F.decode(F.col("value").cast("binary"), charset)
+    # Spark keeps a UTF-8 line's bytes as they are, so every line is decoded again by the JVM's
+    # replacing decoder (a character count cannot tell: Spark counts a stray byte as one).
+    text = F.decode(F.col("value").cast("binary"), charset)
     return raw.select(
         transforms.canonical_source(F.col("_metadata.file_path")).alias(transforms.SOURCE_FILE),
         text.alias(transforms.LINE),
@@ -475,7 +470,7 @@ def run(
     fs = HadoopFileSystem(spark)
     if fs.exists(output) and not fs.is_dir(output):
         raise InputError(f"output {output} is a file, not a folder: give the job a folder to write to")
-    with output_lock(output, run_id=run_id) as lock, storage_errors(output):
+    with storage_errors(output), output_lock(output, run_id=run_id) as lock:
         return _run_locked(spark, settings, quality=quality, lock=lock, output=output)
 
 

@@ -99,6 +99,12 @@ ALL_LINES = "all_lines"
 REVENUE = "published_revenue"
 
 
+def java_regex(pattern: str) -> str:
+    """A rules pattern as Java must read it to mean what Python's re does: with UNIX_LINES
+    ((?d)), `$` matches before a final line feed only, not before U+0085, U+2028 or U+2029."""
+    return f"(?d){pattern}"
+
+
 def raw_field(name: str) -> Column:
     """A raw field trimmed of spaces, null when empty (as `rules.clean_text`)."""
     return F.col(f"{CLEAN}.{name}")
@@ -139,7 +145,7 @@ def field_check_passes(
     if check.kind == "required":
         return value.isNotNull()
     if check.kind == "pattern":
-        return F.coalesce(value.rlike(check.pattern), F.lit(False))
+        return F.coalesce(value.rlike(java_regex(check.pattern)), F.lit(False))
     if check.kind == "no_control":
         # Only lines holding one pay for the field's scan (And short-circuits).
         return ~(F.col(CONTROL) & F.coalesce(value.rlike(rules.CONTROL_CHARACTERS), F.lit(False)))
@@ -214,7 +220,7 @@ def type_fields(cleaned: DataFrame) -> DataFrame:
     quarantined and never published)."""
     quantity = raw_field("Quantity").cast("int")
     unit_price = raw_field("UnitPrice").cast(rules.UNIT_PRICE_TYPE)
-    customer_id = F.regexp_replace(raw_field("CustomerID"), rules.CUSTOMER_ID_FLOAT_SUFFIX, "")
+    customer_id = F.regexp_replace(raw_field("CustomerID"), java_regex(rules.CUSTOMER_ID_FLOAT_SUFFIX), "")
     typed = cleaned.withColumns(
         {
             "invoice_no": raw_field("InvoiceNo"),

@@ -401,13 +401,6 @@ def test_a_header_only_input_is_a_run_of_no_lines_with_the_gate_on(
     assert (tmp_path / "out" / "_ledger.json").exists()  # the source is recorded, with 0 lines
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="batch.read_lines decodes a UTF-8 line again only when Spark's character count differs"
-    " from its byte count; Spark counts a lone continuation byte, 0xF5-0xFF, an overlong lead"
-    " (0xC0/0xC1) and a lead byte cut by the line's end as one character each, so those lines"
-    " skip the decoder and are published with U+FFFD in their text (stock_code '22722\\ufffd')",
-)
 def test_invalid_utf8_of_every_shape_is_quarantined(corpus_run: Callable[[str, str], Run]) -> None:
     run = corpus_run("utf8_bad_bytes.csv")
     assert dict(run.report.quarantined) == {"invalid_encoding": 6}
@@ -543,11 +536,6 @@ def test_a_disk_that_fills_up_mid_run_is_one_line_and_the_earlier_output_stays(
     assert snapshot(output) == before
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="batch.run takes the output lock (lock.output_lock writes <output>/_LOCK) outside"
-    " batch.storage_errors: a disk already full raises a bare OSError [Errno 28], not StorageError",
-)
 def test_a_disk_full_before_the_run_is_one_line_and_the_earlier_output_stays(
     spark: SparkSession, tmp_path: Path, small_disk: SmallDisk, quality_off: QualitySettings
 ) -> None:
@@ -560,11 +548,6 @@ def test_a_disk_full_before_the_run_is_one_line_and_the_earlier_output_stays(
     assert snapshot(output) == before
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="batch.run takes the output lock outside batch.storage_errors: a read-only output"
-    " raises a bare OSError [Errno 30] from lock.output_lock, not StorageError",
-)
 def test_a_read_only_output_is_one_line(
     spark: SparkSession, small_disk: SmallDisk, quality_off: QualitySettings
 ) -> None:

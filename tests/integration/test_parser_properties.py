@@ -122,25 +122,6 @@ def agree(spark: Outcome, python: Outcome) -> bool:
     return spark == python
 
 
-# Java's `$` also matches before a final U+0085, U+2028 or U+2029 (Python's only before "\n"):
-# a Quantity or UnitPrice ending in one passes the pattern in Spark and is published as NULL,
-# and a CustomerID "17850.0\u2028" loses its ".0" in Spark only. Pinned by
-# test_a_number_ending_in_a_unicode_line_separator_is_malformed_in_both; remove this exclusion
-# with that test's xfail once the patterns match the whole field in both languages.
-JAVA_LINE_TERMINATORS = ("\x85", "\u2028", "\u2029")
-
-
-def in_known_gap(line: str) -> bool:
-    fields = next(csv.reader([line]), []) if '"' not in line or splits_alike(line) else []
-    if len(fields) != len(rules.RAW_COLUMNS):
-        return False
-    record = dict(zip(rules.RAW_COLUMNS, fields, strict=True))
-    return any(
-        (record[name] or "").strip(" ").endswith(JAVA_LINE_TERMINATORS)
-        for name in ("Quantity", "UnitPrice", "CustomerID")
-    )
-
-
 def classify_in_spark(spark: SparkSession, lines: list[str]) -> list[Any]:
     frame = spark.createDataFrame(
         [("file:///x.csv", line) for line in lines], "source_file string, line string"
@@ -302,7 +283,7 @@ def test_spark_and_python_classify_every_line_alike(spark: SparkSession, lines: 
     mismatches = []
     for row in rows:
         spark_side, python_side = spark_outcome(row), python_outcome(row["line"])
-        if not agree(spark_side, python_side) and not in_known_gap(row["line"]):
+        if not agree(spark_side, python_side):
             mismatches.append((row["line"], spark_side, python_side))
     assert mismatches == []
     for row in rows:
@@ -310,14 +291,7 @@ def test_spark_and_python_classify_every_line_alike(spark: SparkSession, lines: 
         assert (row["outcome"] == "published") == (row["reason"] is None)
 
 
-# The case `in_known_gap` leaves out of the property above.
-@pytest.mark.xfail(
-    strict=True,
-    reason="rules' QUANTITY/UNIT_PRICE patterns and CUSTOMER_ID_FLOAT_SUFFIX end in `$`, which in"
-    " Java also matches before a final U+0085/U+2028/U+2029: Spark publishes such a Quantity or"
-    " UnitPrice as NULL (and revenue NULL) where Python quarantines it, and strips the .0 of"
-    " '17850.0\\u2028' where Python keeps it",
-)
+# Java's `$` also matches before a final U+0085, U+2028 or U+2029 unless read with UNIX_LINES.
 def test_a_number_ending_in_a_unicode_line_separator_is_malformed_in_both(spark: SparkSession) -> None:
     good = "536365,85123A,X,{quantity},12/1/2010 8:26,{price},{customer},United Kingdom"
     lines = [
