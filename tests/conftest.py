@@ -3,14 +3,28 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
+from types import MappingProxyType
 
 import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SAMPLE_CSV = REPO_ROOT / "data" / "raw" / "online_retail_first_9999.csv"
 BAD_INPUT_CSV = REPO_ROOT / "tests" / "data" / "bad_input.csv"
+# The sample's first line as a raw record (keyed by rules.RAW_COLUMNS).
+GOOD_RECORD: Mapping[str, str] = MappingProxyType(
+    {
+        "InvoiceNo": "536365",
+        "StockCode": "85123A",
+        "Description": "WHITE HANGING HEART T-LIGHT HOLDER",
+        "Quantity": "6",
+        "InvoiceDate": "12/1/2010 8:26",
+        "UnitPrice": "2.55",
+        "CustomerID": "17850",
+        "Country": "United Kingdom",
+    }
+)
 
 os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
 

@@ -9,17 +9,9 @@ import pytest
 
 from retail_pipeline import limits, rules
 from retail_pipeline.stream import records, store
+from tests.conftest import GOOD_RECORD
 
-GOOD = {
-    "InvoiceNo": "536365",
-    "StockCode": "85123A",
-    "Description": "WHITE HANGING HEART T-LIGHT HOLDER",
-    "Quantity": "6",
-    "InvoiceDate": "12/1/2010 8:26",
-    "UnitPrice": "2.55",
-    "CustomerID": "17850",
-    "Country": "United Kingdom",
-}
+GOOD = GOOD_RECORD
 
 
 def item_bytes(item: dict[str, dict[str, str | bool]]) -> int:

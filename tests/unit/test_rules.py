@@ -8,17 +8,9 @@ from decimal import Decimal
 import pytest
 
 from retail_pipeline import limits, rules
+from tests.conftest import GOOD_RECORD
 
-GOOD = {
-    "InvoiceNo": "536365",
-    "StockCode": "85123A",
-    "Description": "WHITE HANGING HEART T-LIGHT HOLDER",
-    "Quantity": "6",
-    "InvoiceDate": "12/1/2010 8:26",
-    "UnitPrice": "2.55",
-    "CustomerID": "17850",
-    "Country": "United Kingdom",
-}
+GOOD = GOOD_RECORD
 
 
 def record(**changes: str | None) -> dict[str, str | None]:

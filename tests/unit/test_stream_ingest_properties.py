@@ -21,21 +21,13 @@ from retail_pipeline import limits, rules
 from retail_pipeline.stream import ingest, query, records, store
 from retail_pipeline.stream.body import NOT_A_RECORD, BodyError, UnsupportedMediaTypeError, read_body
 from retail_pipeline.stream.local.front import proxy_event
+from tests.conftest import GOOD_RECORD
 
 PROPERTIES = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 CONTENT_TYPES = st.sampled_from([None, "application/json", "text/csv", "text/plain", "application/xml"])
 KNOWN_REASONS = {reason.name for reason in rules.QUARANTINE_REASONS} | {NOT_A_RECORD} | set(limits.REASONS)
 SOURCE = "shardId-000000000000:" + "9" * 56
-GOOD = {
-    "InvoiceNo": "536365",
-    "StockCode": "85123A",
-    "Description": "WHITE HANGING HEART T-LIGHT HOLDER",
-    "Quantity": "6",
-    "InvoiceDate": "12/1/2010 8:26",
-    "UnitPrice": "2.55",
-    "CustomerID": "17850.0",
-    "Country": "United Kingdom",
-}
+GOOD = {**GOOD_RECORD, "CustomerID": "17850.0"}
 
 # Text of any code point, lone surrogates and control characters included.
 ANY_TEXT = st.text(st.characters(min_codepoint=0, max_codepoint=0x10FFFF, categories=None), max_size=80)

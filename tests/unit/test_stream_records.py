@@ -13,17 +13,9 @@ from retail_pipeline.stream import records, store
 from retail_pipeline.stream.auth import UnauthorizedError, bearer_token
 from retail_pipeline.stream.objects import CURATED_SCHEMA, curated_table
 from retail_pipeline.stream.settings import IngestSettings, ProcessSettings, SettingsError
+from tests.conftest import GOOD_RECORD
 
-GOOD = {
-    "InvoiceNo": "536365",
-    "StockCode": "85123A",
-    "Description": "WHITE HANGING HEART T-LIGHT HOLDER",
-    "Quantity": "6",
-    "InvoiceDate": "12/1/2010 8:26",
-    "UnitPrice": "2.55",
-    "CustomerID": "",
-    "Country": "United Kingdom",
-}
+GOOD = {**GOOD_RECORD, "CustomerID": ""}
 
 
 def test_a_payload_round_trips_with_its_line_id() -> None:
