@@ -28,6 +28,7 @@ from retail_pipeline import batch, rules, transforms
 from retail_pipeline.config import BatchSettings, QualitySettings
 from retail_pipeline.inputs import InputError
 from retail_pipeline.stream import body
+from tests.integration.test_rule_parity import curated_values
 
 pytestmark = pytest.mark.integration
 
@@ -80,17 +81,7 @@ def record_outcome(record: dict[str, str | None], *, bounds: tuple[datetime, dat
     parsed = rules.parse_record(record, invoice_ts_range=bounds)
     if isinstance(parsed, str):
         return Outcome("quarantined", parsed, None)
-    values = (
-        parsed.invoice_no,
-        parsed.stock_code,
-        parsed.description,
-        parsed.quantity,
-        parsed.unit_price,
-        parsed.revenue,
-        parsed.invoice_ts,
-        parsed.customer_id,
-        parsed.country,
-    )
+    values = curated_values(parsed)
     rule = rules.first_matching_rule(parsed)
     return Outcome("filtered", rule.name, values) if rule else Outcome("published", None, values)
 

@@ -21,18 +21,23 @@ def python_outcome(line: str) -> tuple[str, str | None, tuple | None]:
     if isinstance(parsed, str):
         return "quarantined", parsed, None
     rule = rules.first_matching_rule(parsed)
-    values = (
-        parsed.invoice_no,
-        parsed.stock_code,
-        parsed.description,
-        parsed.quantity,
-        parsed.unit_price,
-        parsed.revenue,
-        parsed.invoice_ts,
-        parsed.customer_id,
-        parsed.country,
-    )
+    values = curated_values(parsed)
     return ("filtered", rule.name, values) if rule else ("published", None, values)
+
+
+def curated_values(line: rules.InvoiceLine) -> tuple:
+    """A typed line's curated business columns, in the contract's order."""
+    return (
+        line.invoice_no,
+        line.stock_code,
+        line.description,
+        line.quantity,
+        line.unit_price,
+        line.revenue,
+        line.invoice_ts,
+        line.customer_id,
+        line.country,
+    )
 
 
 @pytest.mark.parametrize("path", [SAMPLE_CSV, BAD_INPUT_CSV], ids=lambda p: p.name)
