@@ -53,7 +53,7 @@ test-fast: install ## The tests that need no JVM and no server (the edit-test lo
 	$(PY) -m pytest -m "not services" -q
 
 data: install ## Generate a synthetic input of SCALE x 541,909 rows: make data SCALE=10
-	$(PY) -m retail_pipeline generate --scale $(SCALE)
+	$(PY) -m retail_pipeline_dev.synthetic --scale $(SCALE)
 
 bench: java install ## Time the batch job on synthetic inputs of each of SCALES
 	$(PY) benchmarks/run.py --scales $(SCALES)

@@ -57,7 +57,8 @@ setup(
     license="Apache-2.0",
     python_requires=">=3.11,<3.12",
     package_dir={"": "lib"},
-    packages=find_packages("lib"),
+    # The runtime only: lib/retail_pipeline_dev (the generator, the local AWS) never ships.
+    packages=find_packages("lib", include=["retail_pipeline", "retail_pipeline.*"]),
     install_requires=CORE + LINEAGE,
     extras_require={
         # On EMR and Glue, Spark is provided by the platform: install "batch" there.

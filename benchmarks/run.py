@@ -42,8 +42,8 @@ from harness import (  # noqa: E402
     run_measured,
 )
 
-from retail_pipeline import synthetic  # noqa: E402
-from retail_pipeline.stream.local.demo import measure_rule_throughput  # noqa: E402
+from retail_pipeline_dev import synthetic  # noqa: E402
+from retail_pipeline_dev.stream_local.demo import measure_rule_throughput  # noqa: E402
 
 ENGINES = ("spark", "duckdb", "pandas", "polars")
 SAMPLE = REPO_ROOT / "data" / "raw" / "online_retail_first_9999.csv"

@@ -1,5 +1,5 @@
 """The streaming path end to end on this machine (`make stream-demo`); see
-`retail_pipeline.stream.local.demo` for what it does and its options."""
+`retail_pipeline_dev.stream_local.demo` for what it does and its options."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 # Runs from a checkout without installing the package too.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "lib"))
 
-from retail_pipeline.stream.local.demo import main
+from retail_pipeline_dev.stream_local.demo import main
 
 if __name__ == "__main__":
     raise SystemExit(main())

@@ -1,4 +1,4 @@
-"""Command line: `python -m retail_pipeline batch|generate|load ...` and the jobs/ entry points.
+"""Command line: `python -m retail_pipeline batch|load ...` and the jobs/ entry points.
 
 Arguments are strict: the job's own are parsed, the job parameters Glue documents and adds to
 each run (--JOB_NAME, --JOB_RUN_ID, --TempDir, ...: `glue.GLUE_OWN_ARGUMENTS`) are tolerated
@@ -109,8 +109,7 @@ def build_parser() -> argparse.ArgumentParser:
     batch.add_argument("--catalog-table", help="Glue table whose partitions the run switches to its months")
     add_observability_arguments(batch)
 
-    # Parsed by their own modules (see `generate --help`, `load --help`).
-    commands.add_parser("generate", help="write a synthetic input of N x 541,909 rows", add_help=False)
+    # Parsed by its own module (see `load --help`).
     commands.add_parser("load", help="load a batch run into the warehouse (star schema)", add_help=False)
     return parser
 
@@ -200,10 +199,6 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_BAD_INPUT
     configure_logging(fmt=log_format, service="retail-load" if tokens[:1] == ["load"] else "retail-batch")
-    if tokens[:1] == ["generate"]:
-        from retail_pipeline import synthetic
-
-        return synthetic.main(tokens[1:])
     tokens, platform = split_platform_arguments(tokens)
     if platform:
         shown = " ".join(f"{name} {value}" for name, value in platform.items())
@@ -216,7 +211,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def run_command(parser: argparse.ArgumentParser, args: argparse.Namespace, platform: dict[str, Any]) -> int:
-    # Imported here: they bring Spark, which `generate` and `load` do without.
+    # Imported here: they bring Spark, which `load` does without.
     from retail_pipeline.batch import StorageError
     from retail_pipeline.inputs import InputError
     from retail_pipeline.lock import LockError, LockLostError, OutputLockedError

@@ -25,7 +25,7 @@ from retail_pipeline.catalog import (
     run_ids_in,
     switch_partitions,
 )
-from retail_pipeline.stream.local.moto import MotoServer
+from retail_pipeline_dev.stream_local.moto import MotoServer
 
 pytestmark = pytest.mark.integration
 

@@ -18,9 +18,9 @@ import pyarrow.parquet as pq
 import pytest
 
 from retail_pipeline import orchestration
-from retail_pipeline.stream.local.moto import MotoServer
 from retail_pipeline.warehouse import data_api
 from retail_pipeline.warehouse.files import CURATED_SCHEMA
+from retail_pipeline_dev.stream_local.moto import MotoServer
 from tests.data_api_fake import FakeDataApi
 
 pytestmark = pytest.mark.integration

@@ -16,7 +16,7 @@ import pytest
 from botocore.exceptions import ClientError
 
 from retail_pipeline.lock import LockLostError, OutputLockedError, output_lock
-from retail_pipeline.stream.local.moto import MotoServer
+from retail_pipeline_dev.stream_local.moto import MotoServer
 
 pytestmark = pytest.mark.integration
 

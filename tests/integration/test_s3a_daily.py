@@ -17,9 +17,9 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
-from retail_pipeline.stream.local.moto import MotoServer
 from retail_pipeline.warehouse import load_run
 from retail_pipeline.warehouse.files import CURATED_SCHEMA
+from retail_pipeline_dev.stream_local.moto import MotoServer
 from tests.conftest import REPO_ROOT
 from tests.integration.test_daily import sample_days, write_csv
 from tests.integration.test_s3a_job import KEYS, LAKE, RAW, keys, s3a_config, s3a_jars

@@ -26,7 +26,7 @@ import yaml
 
 from retail_pipeline.config import ConfigError, load_config
 from retail_pipeline.packaging import build_py_files_zip
-from retail_pipeline.stream.local.moto import MotoServer
+from retail_pipeline_dev.stream_local.moto import MotoServer
 from tests.conftest import REPO_ROOT, SAMPLE_CSV
 
 pytestmark = pytest.mark.integration

@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 from retail_pipeline import limits, rules
 from retail_pipeline.stream import ingest, query, records, store
 from retail_pipeline.stream.body import NOT_A_RECORD, BodyError, UnsupportedMediaTypeError, read_body
-from retail_pipeline.stream.local.front import proxy_event
+from retail_pipeline_dev.stream_local.front import proxy_event
 from tests.conftest import GOOD_RECORD
 
 PROPERTIES = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])

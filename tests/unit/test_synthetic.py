@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from retail_pipeline import synthetic
+from retail_pipeline_dev import synthetic
 
 SCALE = 0.015  # 8,129 rows: a few hundred invoices, well under a second
 SEED = 42

@@ -3,7 +3,7 @@
 Every handler reads its settings at the start of each invocation (a few dictionary look-ups),
 so nothing read once can go stale in a warm container. A missing or malformed variable stops
 the invocation with a message that names it. The same names are set on the Lambda functions
-on AWS and by the local runtime (`retail_pipeline.stream.local`).
+on AWS and by the local runtime (`retail_pipeline_dev.stream_local`).
 """
 
 from __future__ import annotations

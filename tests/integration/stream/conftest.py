@@ -28,11 +28,11 @@ from botocore.config import Config
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from retail_pipeline.stream import ingest, process, query, store
-from retail_pipeline.stream.local.front import ApiFront
-from retail_pipeline.stream.local.moto import LOOPBACK, MotoServer
-from retail_pipeline.stream.local.poller import StreamPoller
-from retail_pipeline.stream.local.resources import LOCAL_CREDENTIALS, LocalResources, create_resources
 from retail_pipeline.stream.settings import AuthSettings
+from retail_pipeline_dev.stream_local.front import ApiFront
+from retail_pipeline_dev.stream_local.moto import LOOPBACK, MotoServer
+from retail_pipeline_dev.stream_local.poller import StreamPoller
+from retail_pipeline_dev.stream_local.resources import LOCAL_CREDENTIALS, LocalResources, create_resources
 from tests.integration.stream.faults import FaultProxy
 
 TEST_ISSUER = "https://cognito-idp.us-east-1.amazonaws.com/us-east-1_TestPool"

@@ -20,7 +20,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import urlsplit
 
-from retail_pipeline.stream.local.moto import LOOPBACK
+from retail_pipeline_dev.stream_local.moto import LOOPBACK
 
 PUT_RECORDS = "Kinesis_20131202.PutRecords"
 BATCH_WRITE_ITEM = "DynamoDB_20120810.BatchWriteItem"

@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 
 from retail_pipeline.stream import ingest
-from retail_pipeline.stream.local import LocalContext
-from retail_pipeline.stream.local.front import proxy_event
+from retail_pipeline_dev.stream_local import LocalContext
+from retail_pipeline_dev.stream_local.front import proxy_event
 
 pytestmark = pytest.mark.integration
 

@@ -18,9 +18,9 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 
 from retail_pipeline.stream import query
-from retail_pipeline.stream.local.front import ApiFront, proxy_event
-from retail_pipeline.stream.local.resources import sign_up_and_sign_in
 from retail_pipeline.stream.settings import AuthSettings
+from retail_pipeline_dev.stream_local.front import ApiFront, proxy_event
+from retail_pipeline_dev.stream_local.resources import sign_up_and_sign_in
 from tests.integration.stream.conftest import TEST_CLIENT_ID, TEST_ISSUER
 
 pytestmark = pytest.mark.integration

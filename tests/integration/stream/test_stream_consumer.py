@@ -12,9 +12,9 @@ import pyarrow.parquet as pq
 import pytest
 
 from retail_pipeline.stream import records, store
-from retail_pipeline.stream.local.poller import StreamPoller, kinesis_event, s3_on_failure
 from retail_pipeline.stream.objects import CURATED_SCHEMA, list_objects
 from retail_pipeline.stream.records import encode_payload
+from retail_pipeline_dev.stream_local.poller import StreamPoller, kinesis_event, s3_on_failure
 from tests.integration.stream.faults import BATCH_GET_ITEM, BATCH_WRITE_ITEM
 
 pytestmark = pytest.mark.integration

@@ -15,9 +15,9 @@ from typing import Any
 import pytest
 
 from retail_pipeline import limits
-from retail_pipeline.stream.local import LocalContext
-from retail_pipeline.stream.local.front import proxy_event
 from retail_pipeline.stream.objects import list_objects
+from retail_pipeline_dev.stream_local import LocalContext
+from retail_pipeline_dev.stream_local.front import proxy_event
 from tests.integration.stream.faults import PUT_RECORDS
 
 pytestmark = pytest.mark.integration

@@ -19,9 +19,9 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from retail_pipeline.stream.auth import UnauthorizedError, verify_access_token
-from retail_pipeline.stream.local import LambdaHandler, LocalContext
-from retail_pipeline.stream.local.moto import LOOPBACK
 from retail_pipeline.stream.settings import AuthSettings
+from retail_pipeline_dev.stream_local import LambdaHandler, LocalContext
+from retail_pipeline_dev.stream_local.moto import LOOPBACK
 
 logger = logging.getLogger(__name__)
 

@@ -13,7 +13,7 @@ seed, scale and sample always give a byte-identical file.
 
 Usage::
 
-    python -m retail_pipeline.synthetic --scale 10 --seed 42
+    python -m retail_pipeline_dev.synthetic --scale 10 --seed 42
 """
 
 from __future__ import annotations
@@ -720,7 +720,7 @@ def default_output(scale: float) -> Path:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Command line: ``python -m retail_pipeline.synthetic --scale 10``."""
+    """Command line: ``python -m retail_pipeline_dev.synthetic --scale 10``."""
     parser = argparse.ArgumentParser(description="Generate a synthetic Online Retail CSV.")
     parser.add_argument("--scale", type=float, default=1.0, help="multiple of the 541,909 real rows")
     parser.add_argument("--seed", type=int, default=42)

@@ -22,7 +22,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from retail_pipeline.stream.local import LambdaHandler, LocalContext
+from retail_pipeline_dev.stream_local import LambdaHandler, LocalContext
 
 logger = logging.getLogger(__name__)
 

@@ -26,10 +26,14 @@ from pathlib import Path
 from typing import Any
 
 from retail_pipeline import metrics
-from retail_pipeline.stream.local.moto import MotoServer
-from retail_pipeline.stream.local.resources import LOCAL_CREDENTIALS, create_resources, sign_up_and_sign_in
+from retail_pipeline_dev.stream_local.moto import MotoServer
+from retail_pipeline_dev.stream_local.resources import (
+    LOCAL_CREDENTIALS,
+    create_resources,
+    sign_up_and_sign_in,
+)
 
-REPO_ROOT = Path(__file__).resolve().parents[4]
+REPO_ROOT = Path(__file__).resolve().parents[3]
 SAMPLE_CSV = REPO_ROOT / "data" / "raw" / "online_retail_first_9999.csv"
 
 
@@ -151,10 +155,10 @@ def run_demo(args: argparse.Namespace, moto: MotoServer) -> dict[str, Any]:
     os.environ.update(resources.environment())
     # Imported after the environment is set, as Lambda imports a handler in a prepared one.
     from retail_pipeline.stream import ingest, process, query
-    from retail_pipeline.stream.local.front import ApiFront
-    from retail_pipeline.stream.local.poller import StreamPoller, s3_on_failure
     from retail_pipeline.stream.objects import list_objects
     from retail_pipeline.stream.settings import AuthSettings, ProcessSettings
+    from retail_pipeline_dev.stream_local.front import ApiFront
+    from retail_pipeline_dev.stream_local.poller import StreamPoller, s3_on_failure
 
     token = sign_up_and_sign_in(resources, "demo-user", "Demo-Passw0rd!")
     routes = {("POST", "/transactions"): ingest.handler, ("GET", "/transactions"): query.handler}
