@@ -13,6 +13,10 @@
     glue-job.json                 `aws glue create-job --cli-input-json file://dist/glue-job.json`
     manifest.json                 size and SHA-256 of every file
 
+What ships is the `retail_pipeline` package alone: the dev tools (lib/retail_pipeline_dev: the
+synthetic generator, the local AWS) are in none of the three packages, and a build that finds
+them there fails.
+
 `aws s3 sync dist/ <artifacts-uri>/` puts them where the two definitions (and infra/template.yaml,
 with ArtifactsPrefix = the URI's key prefix) expect them. The zips are reproducible: sorted
 entries, fixed time-stamps.
@@ -47,6 +51,8 @@ from retail_pipeline.glue import additional_python_modules, emr_add_steps, glue_
 WHEEL_GLOB = "retail_pipeline-*-py3-none-any.whl"
 WHEEL_SOURCES = ("setup.py", "README.md", "pyproject.toml")  # with lib/: all setup.py reads
 PY_FILES_ZIP = "retail_pipeline.zip"
+RUNTIME_PACKAGE = "retail_pipeline"
+DEV_PACKAGE = "retail_pipeline_dev"  # lib/'s dev tools: setup.py leaves them out
 LAMBDA_ZIP = "retail_pipeline_lambda.zip"
 # Lambda's python3.11 runtime runs on Amazon Linux 2 (glibc 2.26): manylinux2014 wheels only.
 LAMBDA_PLATFORM = "manylinux2014_x86_64"
@@ -88,7 +94,7 @@ def build_wheel(source: Path, dist: Path) -> Path:
 
 def build_py_files_zip(lib: Path, target: Path) -> Path:
     """The package's Python sources, as `--py-files` wants them: retail_pipeline/ at the root."""
-    package = lib / "retail_pipeline"
+    package = lib / RUNTIME_PACKAGE
     files = [path for path in package.rglob("*.py") if "__pycache__" not in path.parts]
     return write_zip(target, ((path, path.relative_to(lib).as_posix()) for path in files))
 
@@ -120,6 +126,14 @@ def build_lambda_zip(wheel: Path, target: Path, *, constraints_file: Path | None
         if unzipped > LAMBDA_UNZIPPED_LIMIT:
             raise PackagingError(f"the Lambda package is {unzipped:,} bytes unzipped, over Lambda's 250 MB")
         return write_zip(target, ((path, path.relative_to(root).as_posix()) for path in files))
+
+
+def check_no_dev_tools(archive: Path) -> None:
+    """Stop the build if `archive` (a wheel or zip) holds a module of the dev tools."""
+    with zipfile.ZipFile(archive) as opened:
+        shipped = [name for name in opened.namelist() if name.split("/")[0] == DEV_PACKAGE]
+    if shipped:
+        raise PackagingError(f"{archive.name} holds dev tools ({shipped[0]}, ...): check setup.py's packages")
 
 
 def write_zip(target: Path, entries: Iterable[tuple[Path, str]]) -> Path:
@@ -245,6 +259,8 @@ def build(dist: Path, *, artifacts_uri: str, source: Path = REPO_ROOT) -> dict[s
     build_py_files_zip(source / "lib", dist / PY_FILES_ZIP)
     (dist / CONSTRAINTS).write_text("\n".join(constraints(wheel)) + "\n", encoding="utf-8")
     build_lambda_zip(wheel, dist / LAMBDA_ZIP, constraints_file=dist / CONSTRAINTS)
+    for archive in (wheel, dist / PY_FILES_ZIP, dist / LAMBDA_ZIP):
+        check_no_dev_tools(archive)
     (dist / "jobs").mkdir()
     for job_script in sorted((source / "jobs").glob("*.py")):
         shutil.copy2(job_script, dist / "jobs" / job_script.name)

@@ -3,6 +3,7 @@ the --py-files zip, the Lambda zip and the EMR/Glue definitions that point at th
 
 from __future__ import annotations
 
+import ast
 import hashlib
 import json
 import os
@@ -19,7 +20,14 @@ import pytest
 from cfnlint.decode import decode
 
 import retail_pipeline
-from retail_pipeline.packaging import LAMBDA_UNZIPPED_LIMIT, LAMBDA_ZIP, PY_FILES_ZIP, build_py_files_zip
+from retail_pipeline.packaging import (
+    DEV_PACKAGE,
+    LAMBDA_UNZIPPED_LIMIT,
+    LAMBDA_ZIP,
+    PY_FILES_ZIP,
+    RUNTIME_PACKAGE,
+    build_py_files_zip,
+)
 from tests.conftest import REPO_ROOT
 
 pytestmark = pytest.mark.integration
@@ -74,6 +82,28 @@ def test_the_wheel_and_the_py_files_zip_hold_every_module_of_the_package(dist: P
     assert names(dist / PY_FILES_ZIP) == modules  # sorted, nothing else
 
 
+def test_no_artifact_holds_a_dev_tool(dist: Path) -> None:
+    dev_modules = [p for p in (REPO_ROOT / "lib" / DEV_PACKAGE).rglob("*.py") if "__pycache__" not in p.parts]
+    assert {"synthetic.py", "demo.py", "moto.py"} <= {p.name for p in dev_modules}  # what must stay out
+    for archive in (dist / WHEEL, dist / PY_FILES_ZIP, dist / LAMBDA_ZIP):
+        tops = {name.split("/")[0] for name in names(archive)}
+        assert RUNTIME_PACKAGE in tops and DEV_PACKAGE not in tops, archive.name
+        shipped = [n for n in names(archive) if n.startswith(f"{RUNTIME_PACKAGE}/")]
+        assert not [n for n in shipped if n.endswith(("/synthetic.py", "/stream/local/__init__.py"))]
+    with zipfile.ZipFile(dist / WHEEL) as wheel:
+        (top_level,) = [n for n in wheel.namelist() if n.endswith(".dist-info/top_level.txt")]
+        assert wheel.read(top_level).decode().split() == [RUNTIME_PACKAGE]
+
+
+def test_the_runtime_package_never_imports_a_dev_tool() -> None:
+    for module in (REPO_ROOT / "lib" / RUNTIME_PACKAGE).rglob("*.py"):
+        for node in ast.walk(ast.parse(module.read_text(encoding="utf-8"))):
+            imported = [a.name for a in node.names] if isinstance(node, ast.Import) else []
+            if isinstance(node, ast.ImportFrom) and node.module:
+                imported = [node.module]
+            assert not [i for i in imported if i.split(".")[0] == DEV_PACKAGE], (module, node.lineno)
+
+
 def test_the_py_files_zip_is_importable_alone_and_reproducible(dist: Path, tmp_path: Path) -> None:
     probe = "import retail_pipeline.cli, retail_pipeline.batch; print(retail_pipeline.cli.__file__)"
     env = {**os.environ, "PYTHONPATH": str(dist / PY_FILES_ZIP)}
@@ -123,6 +153,7 @@ def test_the_handlers_import_from_the_lambda_zip_alone(dist: Path, tmp_path: Pat
         "from retail_pipeline import orchestration;"
         "assert all(callable(m.handler) for m in (ingest, process, query, orchestration));"
         "assert not [m for m in sys.modules if m.startswith('pyspark')];"
+        f"import importlib.util; assert importlib.util.find_spec({DEV_PACKAGE!r}) is None;"
         "print(process.__file__)"
     )
     # -S: no site-packages, so nothing but the standard library and the zip's content.
