@@ -22,6 +22,7 @@ import time
 import urllib.parse
 import urllib.request
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +30,7 @@ from retail_pipeline import metrics
 from retail_pipeline_dev.stream_local.moto import MotoServer
 from retail_pipeline_dev.stream_local.resources import (
     LOCAL_CREDENTIALS,
+    LocalResources,
     create_resources,
     sign_up_and_sign_in,
 )
@@ -149,71 +151,112 @@ class TimedConsumer:
 
 
 def run_demo(args: argparse.Namespace, moto: MotoServer) -> dict[str, Any]:
+    """The demo's steps: AWS stand-ins, the API and the consumer, the sample through them, the
+    summary."""
+    resources = prepare_resources(args, moto)
+    # Imported after the environment is set, as Lambda imports a handler in a prepared one.
+    from retail_pipeline.stream import ingest, process, query
+    from retail_pipeline.stream.settings import AuthSettings
+    from retail_pipeline_dev.stream_local.front import ApiFront
+
+    token = sign_up_and_sign_in(resources, "demo-user", "Demo-Passw0rd!")
+    routes = {("POST", "/transactions"): ingest.handler, ("GET", "/transactions"): query.handler}
+    consumer = TimedConsumer(process.handler)
+    with ApiFront(routes, AuthSettings.from_env(os.environ), port=args.api_port) as front:
+        posted = stream_sample(args, resources, front.url, token, consumer)
+        summary = summarize(resources, front.url, token, consumer, posted)
+        if args.keep_running:
+            serve_until_interrupted(front.url, token, summary)
+    return summary
+
+
+def prepare_resources(args: argparse.Namespace, moto: MotoServer) -> LocalResources:
+    """The stream, table, bucket and user pool on moto, their names in the environment as the
+    stack gives them to the handlers."""
     os.environ.update({"AWS_ACCESS_KEY_ID": LOCAL_CREDENTIALS["aws_access_key_id"]})
     os.environ.update({"AWS_SECRET_ACCESS_KEY": LOCAL_CREDENTIALS["aws_secret_access_key"]})
     resources = create_resources(moto.url, region=args.region, name=args.name, shard_count=args.shards)
     os.environ.update(resources.environment())
-    # Imported after the environment is set, as Lambda imports a handler in a prepared one.
-    from retail_pipeline.stream import ingest, process, query
-    from retail_pipeline.stream.objects import list_objects
-    from retail_pipeline.stream.settings import AuthSettings, ProcessSettings
-    from retail_pipeline_dev.stream_local.front import ApiFront
+    return resources
+
+
+@dataclass(frozen=True)
+class Posted:
+    """What the API took of the sample, and when (perf_counter seconds)."""
+
+    accepted: int
+    rejected: int
+    started: float
+    posted: float
+    consumed: float
+
+
+def stream_sample(
+    args: argparse.Namespace, resources: LocalResources, api_url: str, token: str, consumer: TimedConsumer
+) -> Posted:
+    """POST the sample while the poller feeds the consumer, then let it finish every record."""
     from retail_pipeline_dev.stream_local.poller import StreamPoller, s3_on_failure
 
-    token = sign_up_and_sign_in(resources, "demo-user", "Demo-Passw0rd!")
-    routes = {("POST", "/transactions"): ingest.handler, ("GET", "/transactions"): query.handler}
-    settings = ProcessSettings.from_env(os.environ)
-    s3 = resources.client("s3")
-    consumer = TimedConsumer(process.handler)
     poller = StreamPoller(
         resources.client("kinesis"),
         stream_name=resources.stream_name,
         invoke=consumer,
         batch_size=args.batch_size,
-        on_failure=s3_on_failure(s3, resources.bucket, "streamed/on_failure"),
+        on_failure=s3_on_failure(resources.client("s3"), resources.bucket, "streamed/on_failure"),
     )
-    with ApiFront(routes, AuthSettings.from_env(os.environ), port=args.api_port) as front:
-        started = time.perf_counter()
-        stop = threading.Event()
-        polling = threading.Thread(target=poller.run, args=(stop,), name="poller", daemon=True)
-        polling.start()
-        accepted, rejected = post_sample(front.url, token, args.csv, args.rows_per_post)
-        posted = time.perf_counter()
-        stop.set()
-        polling.join()
-        poller.drain()  # whatever the background poller had not reached yet
-        consumed = time.perf_counter()
-        pages = (
-            resources.client("dynamodb")
-            .get_paginator("scan")
-            .paginate(TableName=resources.table_name, Select="COUNT")
-        )
-        stored_lines = sum(page["Count"] for page in pages)  # one item per line
-        params = urllib.parse.urlencode({"InvoiceNo": "536365", "StockCode": "85123A"})
-        _, one_item = call(f"{front.url}/transactions?{params}", token)
-        _, one_invoice = call(f"{front.url}/transactions?InvoiceNo=536365", token)
-        summary = {
-            "api": front.url,
-            "posted": accepted + rejected,
-            "accepted": accepted,
-            "rejected_at_ingest": rejected,
-            "stored_lines": stored_lines,
-            "curated_objects": len(list_objects(s3, resources.bucket, settings.curated_prefix)),
-            "dead_letter_objects": len(list_objects(s3, resources.bucket, settings.dead_letter_prefix)),
-            "ingest_seconds": round(posted - started, 2),
-            "consumer_busy_seconds": round(consumer.busy_seconds, 2),
-            "consumer_records_per_second": round(consumer.records / consumer.busy_seconds),
-            "end_to_end_seconds": round(consumed - started, 2),
-            "end_to_end_records_per_second": round((accepted + rejected) / (consumed - started)),
-            "query_536365_85123A": one_item,
-            "query_536365_items": len(one_invoice["items"]) if isinstance(one_invoice, dict) else one_invoice,
-        }
-        if args.keep_running:
-            print(json.dumps(summary, indent=2))
-            print(f"\nServing {front.url}/transactions until Ctrl-C. Token:\n{token}\n", flush=True)
-            with contextlib.suppress(KeyboardInterrupt):
-                threading.Event().wait()
-    return summary
+    started = time.perf_counter()
+    stop = threading.Event()
+    polling = threading.Thread(target=poller.run, args=(stop,), name="poller", daemon=True)
+    polling.start()
+    accepted, rejected = post_sample(api_url, token, args.csv, args.rows_per_post)
+    posted = time.perf_counter()
+    stop.set()
+    polling.join()
+    poller.drain()  # whatever the background poller had not reached yet
+    return Posted(accepted, rejected, started, posted, consumed=time.perf_counter())
+
+
+def summarize(
+    resources: LocalResources, api_url: str, token: str, consumer: TimedConsumer, posted: Posted
+) -> dict[str, Any]:
+    """Where the records ended (lines stored, objects written), two queries back, the timings."""
+    from retail_pipeline.stream.objects import list_objects
+    from retail_pipeline.stream.settings import ProcessSettings
+
+    settings = ProcessSettings.from_env(os.environ)
+    s3 = resources.client("s3")
+    pages = (
+        resources.client("dynamodb")
+        .get_paginator("scan")
+        .paginate(TableName=resources.table_name, Select="COUNT")
+    )
+    params = urllib.parse.urlencode({"InvoiceNo": "536365", "StockCode": "85123A"})
+    _, one_item = call(f"{api_url}/transactions?{params}", token)
+    _, one_invoice = call(f"{api_url}/transactions?InvoiceNo=536365", token)
+    total = posted.accepted + posted.rejected
+    return {
+        "api": api_url,
+        "posted": total,
+        "accepted": posted.accepted,
+        "rejected_at_ingest": posted.rejected,
+        "stored_lines": sum(page["Count"] for page in pages),  # one item per line
+        "curated_objects": len(list_objects(s3, resources.bucket, settings.curated_prefix)),
+        "dead_letter_objects": len(list_objects(s3, resources.bucket, settings.dead_letter_prefix)),
+        "ingest_seconds": round(posted.posted - posted.started, 2),
+        "consumer_busy_seconds": round(consumer.busy_seconds, 2),
+        "consumer_records_per_second": round(consumer.records / consumer.busy_seconds),
+        "end_to_end_seconds": round(posted.consumed - posted.started, 2),
+        "end_to_end_records_per_second": round(total / (posted.consumed - posted.started)),
+        "query_536365_85123A": one_item,
+        "query_536365_items": len(one_invoice["items"]) if isinstance(one_invoice, dict) else one_invoice,
+    }
+
+
+def serve_until_interrupted(api_url: str, token: str, summary: dict[str, Any]) -> None:
+    print(json.dumps(summary, indent=2))
+    print(f"\nServing {api_url}/transactions until Ctrl-C. Token:\n{token}\n", flush=True)
+    with contextlib.suppress(KeyboardInterrupt):
+        threading.Event().wait()
 
 
 def main(argv: list[str] | None = None) -> int:
