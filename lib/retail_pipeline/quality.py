@@ -1,30 +1,20 @@
-"""The data-quality gate: Great Expectations suites over the raw input and the curated output.
+"""The data-quality gate: Great Expectations suites over the curated lines a run publishes.
 
 Critical expectations block publishing; warning ones are reported and the run goes on. The
-suites are validated on the job's staged Parquet before anything becomes visible, so the data
-checked is exactly the data published: `raw_input` on every data line as the job parsed it,
-`curated_invoice_lines` and `curated_invoice_keys` (the curated output's checks, in two
-suites: see below) on the published lines.
+suites run on the job's staged Parquet before anything becomes visible, so the data checked is
+exactly the data published:
+- `curated_invoice_lines`: the contract (row count, required columns not null, InvoiceDate
+  range, revenue = quantity x unit_price) and each filter rule of `rules.FILTER_RULES` turned
+  round: no published line matches it. GX folds these map conditions into one aggregation.
+- `curated_invoice_keys`: (invoice_no, stock_code) repeats, a warning (the real data repeats
+  lines within an invoice), from one distinct count of a joined key in a batch of its own.
+The raw lines get no suite: each malformed line is quarantined with its reason in the same
+pass that classifies it, and the run report counts them reason by reason.
 
-Speed (GX on Spark computes each metric with Spark jobs of its own, and the gate's cost on a
-small input is mostly their fixed cost, so the aim is fewer, shared jobs):
-- Every curated expectation but one is a map condition on the whole table, which GX folds
-  into one aggregation: the revenue check is a column of the batch
-  (`revenue_minus_quantity_x_unit_price`, which must be 0) rather than a column-pair
-  expectation (two scans of its own), "customer_id never empty" a regex rather than a
-  length metric (one more scan).
-- The one that needs a shuffle, (invoice_no, stock_code) unique (a window), is a suite of its
-  own, `curated_invoice_keys` (on one string key of both columns, see `keys_suite_expectations`),
-  so it runs beside the others instead of after them: the three
-  suites run side by side in three threads, overlapping GX's Python work and small jobs.
-- The curated suite runs BOOLEAN_ONLY: fetching unexpected values costs one more Spark job
-  per expectation even when asking for none; the expectations that failed run again, in a
-  small suite of their own, for their counts and a few offending values; a passed one gets
-  the count its success implies (`_counted_pass`). The raw and keys suites run BASIC without
-  values (counts only: the keys warning fails on all real data).
-- GX does not cache the batch (see `_Validator.prepare`); it reads the staged Parquet.
-(No query expectations: GX runs each query twice, and registers every batch as the same temp
-view, which suites in parallel would share.)
+The two suites run side by side in two threads. The curated suite runs BOOLEAN_ONLY (asking
+GX for unexpected values costs a Spark job per expectation); an expectation that failed runs
+again, alone, for its count and a few offending values. GX does not cache the batch
+(`_Validator.prepare`): each metric reads its columns of the staged Parquet.
 """
 
 from __future__ import annotations
@@ -34,7 +24,9 @@ import functools
 import json
 import logging
 import os
+import re
 import tempfile
+import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field, replace
@@ -49,11 +41,8 @@ from retail_pipeline.config import QualitySettings
 
 logger = logging.getLogger(__name__)
 
-RAW_SUITE = "raw_input"
 CURATED_SUITE = "curated_invoice_lines"
 KEYS_SUITE = "curated_invoice_keys"
-# The data set's InvoiceNo: six digits, C for a cancellation, A for a bad-debt adjustment.
-INVOICE_NO_SHAPE = r"^[CA]?[0-9]{6}$"
 # The curated batch's extra column for the revenue check: revenue - quantity x unit_price, 0
 # on every line (exact decimal arithmetic; null, and so caught by the not-null checks, only
 # where revenue, quantity or unit_price is).
@@ -134,21 +123,6 @@ class QualityResult:
         return json.dumps(summary, indent=2, default=str)
 
 
-def raw_suite_expectations() -> list[Any]:
-    import great_expectations.expectations as gxe
-    from great_expectations.expectations.metadata_types import FailureSeverity
-
-    warning = FailureSeverity.WARNING
-
-    return [
-        gxe.ExpectTableColumnsToMatchOrderedList(column_list=list(rules.RAW_COLUMNS)),
-        gxe.ExpectTableRowCountToBeBetween(min_value=1),
-        # Malformed lines are quarantined with a reason, so these are warnings here.
-        gxe.ExpectColumnValuesToMatchRegex(column="InvoiceNo", regex=INVOICE_NO_SHAPE, severity=warning),
-        gxe.ExpectColumnValuesToNotBeNull(column="StockCode", severity=warning),
-    ]
-
-
 def curated_suite_expectations(settings: QualitySettings, *, published_rows: int) -> list[Any]:
     import great_expectations.expectations as gxe
     from great_expectations.expectations.metadata_types import FailureSeverity
@@ -162,9 +136,7 @@ def curated_suite_expectations(settings: QualitySettings, *, published_rows: int
     return [
         gxe.ExpectTableRowCountToEqual(value=published_rows),
         *[gxe.ExpectColumnValuesToNotBeNull(column=column) for column in required],
-        gxe.ExpectColumnValuesToBeBetween(column="quantity", min_value=1),
-        gxe.ExpectColumnValuesToBeBetween(column="unit_price", min_value=0, strict_min=True),
-        gxe.ExpectColumnValuesToNotMatchRegex(column="invoice_no", regex="^[CcAa]"),
+        *[filter_rule_expectation(rule) for rule in rules.FILTER_RULES],
         gxe.ExpectColumnValuesToNotMatchRegex(column="customer_id", regex=r"^\s*$"),
         gxe.ExpectColumnValuesToBeBetween(
             column="invoice_ts",
@@ -179,21 +151,42 @@ def curated_suite_expectations(settings: QualitySettings, *, published_rows: int
     ]
 
 
+def filter_rule_expectation(rule: rules.FilterRule) -> Any:
+    """A filter rule turned round for the curated lines: no published line matches it."""
+    import great_expectations.expectations as gxe
+
+    if rule.op == "starts_with":
+        # Spark's rlike (Java regex): (?i) as the rule's case-insensitive match.
+        regex = f"(?i)^{re.escape(str(rule.operand))}"
+        return gxe.ExpectColumnValuesToNotMatchRegex(column=rule.field, regex=regex)
+    if rule.op == "at_most":
+        return gxe.ExpectColumnValuesToBeBetween(column=rule.field, min_value=rule.operand, strict_min=True)
+    raise ValueError(f"filter rule {rule.name!r} has an unknown op {rule.op!r}")
+
+
 def invoice_line_key() -> Column:
     return F.concat_ws("\u0000", "invoice_no", "stock_code", F.length("invoice_no").cast("string"))
 
 
-def keys_suite_expectations() -> list[Any]:
+def keys_suite_expectations(published_rows: int) -> list[Any]:
     import great_expectations.expectations as gxe
     from great_expectations.expectations.metadata_types import FailureSeverity
 
+    # A distinct count (a hash aggregation) rather than ExpectColumnValuesToBeUnique, whose
+    # window sorts every key; `_repeated_lines` turns it into the lines that repeat a key.
     return [
-        # The real data repeats (InvoiceNo, StockCode) within an invoice: worth seeing, not an
-        # error. One string key rather than ExpectCompoundColumnsToBeUnique, whose window
-        # partitions by a struct of the two columns: same count, 8.8 s -> 5.5 s on the
-        # SCALE=10 output (shuffling and sorting one string instead of a struct).
-        gxe.ExpectColumnValuesToBeUnique(column=INVOICE_LINE_KEY, severity=FailureSeverity.WARNING),
+        gxe.ExpectColumnUniqueValueCountToBeBetween(
+            column=INVOICE_LINE_KEY, min_value=published_rows, severity=FailureSeverity.WARNING
+        ),
     ]
+
+
+def _repeated_lines(outcome: ExpectationOutcome, published_rows: int) -> ExpectationOutcome:
+    """The keys check with its unexpected count: the lines that repeat an earlier line's key."""
+    if outcome.expectation != "expect_column_unique_value_count_to_be_between":
+        return outcome
+    distinct = outcome.observed_value
+    return replace(outcome, unexpected_count=published_rows - int(distinct) if distinct is not None else None)
 
 
 class _Validator:
@@ -238,9 +231,7 @@ class _Validator:
         gx = self._gx
         suite = self.context.suites.add(gx.ExpectationSuite(name=name, expectations=list(expectations)))
         # persist=False: GX would otherwise cache the whole batch, every column, before its
-        # first metric; on staged Parquet each metric reads just its columns. Measured on a
-        # SCALE=1 run: validation 9.4 s with the cache, 6.5 s without (5.7 s with both
-        # suites in parallel); SCALE=10: 28.9 s -> 13.3 s.
+        # first metric; on staged Parquet each metric reads just its columns.
         source = self.context.data_sources.add_spark(name=f"spark_{name}", persist=False)
         batch = source.add_dataframe_asset(name=name).add_batch_definition_whole_dataframe(name)
         definition = self.context.validation_definitions.add(
@@ -289,8 +280,22 @@ def _counted_pass(outcome: ExpectationOutcome) -> ExpectationOutcome:
     return outcome
 
 
+class _Phases:
+    """Seconds per step of a validation, in order."""
+
+    def __init__(self) -> None:
+        self.started = time.perf_counter()
+        self.seconds: dict[str, float] = {}
+
+    def lap(self, phase: str) -> None:
+        self.seconds[phase] = round(time.perf_counter() - self.started - sum(self.seconds.values()), 3)
+
+    @property
+    def total(self) -> float:
+        return time.perf_counter() - self.started
+
+
 def validate(
-    raw: DataFrame,
     curated: DataFrame,
     *,
     settings: QualitySettings,
@@ -299,34 +304,44 @@ def validate(
     run_id: str | None = None,
     data_asset: str | None = None,
 ) -> tuple[QualityResult, str]:
-    """Validate both suites; returns the result and the local folder of the Data Docs site.
-    The site's pages name the run (`run_id`, by default the one being logged) and the data
-    asset (`data_asset`, by default the output's curated folder and months, from the staged
-    files' paths)."""
-    import time
-
+    """Validate the curated lines; returns the result and the local folder of the Data Docs
+    site. The site's pages name the run (`run_id`, by default the one being logged) and the
+    data asset (`data_asset`, by default the output's curated folder and months, from the
+    staged files' paths)."""
     from great_expectations.core.run_identifier import RunIdentifier
 
     from retail_pipeline import data_docs
     from retail_pipeline.logs import current_run_id
 
-    started = time.perf_counter()
-    phases: dict[str, float] = {}
-
-    def lap(phase: str) -> None:
-        phases[phase] = round(time.perf_counter() - started - sum(phases.values()), 3)
-
+    phases = _Phases()
     docs_dir = docs_dir or tempfile.mkdtemp(prefix="data_docs_")
     validator = _Validator(docs_dir)
     run_name = run_id or current_run_id() or "unnamed run"
     run = RunIdentifier(run_name=run_name, run_time=datetime.now(UTC))
-    lap("context")
-    details = {"result_format": "BASIC", "partial_unexpected_count": settings.examples_shown}
-    counts_only = {"result_format": "BASIC", "partial_unexpected_count": 0}
+    phases.lap("context")
+    outcomes = _run_suites(validator, curated, settings=settings, published_rows=published_rows, run=run)
+    phases.lap("suites")
+    curated_name = data_asset or data_docs.curated_asset(curated.inputFiles())
+    data_docs.describe_results(
+        validator.context,
+        run_name=run_name,
+        assets=dict.fromkeys((CURATED_SUITE, KEYS_SUITE), curated_name),
+        outcomes=outcomes,
+        rows=dict.fromkeys((CURATED_SUITE, KEYS_SUITE), published_rows),
+    )
+    validator.context.build_data_docs()
+    phases.lap("data_docs")
+    quality = QualityResult(outcomes, phases.total, phases.seconds)
+    _log(quality)
+    return quality, docs_dir
+
+
+def _run_suites(
+    validator: _Validator, curated: DataFrame, *, settings: QualitySettings, published_rows: int, run: Any
+) -> list[ExpectationOutcome]:
+    """Both suites side by side; the curated expectations that failed again for details."""
     product = (F.col("quantity") * F.col("unit_price")).cast(rules.REVENUE_TYPE)
     curated = curated.withColumn(REVENUE_CHECK, F.col("revenue") - product)
-    # Counts only: malformed raw lines are in the quarantine output, reason by reason.
-    _, validate_raw = validator.prepare(RAW_SUITE, raw_suite_expectations(), raw, counts_only, run_id=run)
     suite, validate_curated = validator.prepare(
         CURATED_SUITE,
         curated_suite_expectations(settings, published_rows=published_rows),
@@ -336,48 +351,37 @@ def validate(
     )
     _, validate_keys = validator.prepare(
         KEYS_SUITE,
-        keys_suite_expectations(),
+        keys_suite_expectations(published_rows),
         curated.select(invoice_line_key().alias(INVOICE_LINE_KEY)),
-        counts_only,
+        {"result_format": "BASIC", "partial_unexpected_count": 0},
         run_id=run,
     )
-    with ThreadPoolExecutor(max_workers=3, thread_name_prefix="gx") as pool:
-        runs = [pool.submit(run) for run in (validate_raw, validate_curated, validate_keys)]
-        raw_result, result, keys_result = (run.result() for run in runs)
-    lap("suites")
-    outcomes = _outcomes(RAW_SUITE, raw_result)
-    curated_outcomes = [_counted_pass(o) for o in _outcomes(CURATED_SUITE, result)]
+    with ThreadPoolExecutor(max_workers=2, thread_name_prefix="gx") as pool:
+        runs = [pool.submit(run) for run in (validate_curated, validate_keys)]
+        result, keys_result = (run.result() for run in runs)
+    outcomes = [_counted_pass(o) for o in _outcomes(CURATED_SUITE, result)]
     failed_ids = {item.expectation_config.id for item in result.results if not item.success}
     if failed_ids:
         failed = [copy.copy(e) for e in suite.expectations if e.id in failed_ids]
+        details = {"result_format": "BASIC", "partial_unexpected_count": settings.examples_shown}
         _, validate_failed = validator.prepare(
             f"{CURATED_SUITE}__failed", failed, curated, details, run_id=run
         )
         by_key = {o.key(): o for o in _outcomes(CURATED_SUITE, validate_failed())}
-        curated_outcomes = [by_key.get(o.key(), o) for o in curated_outcomes]
-        lap("failed_again")
-    curated_outcomes += _outcomes(KEYS_SUITE, keys_result)
-    outcomes += curated_outcomes
-    curated_name = data_asset or data_docs.curated_asset(curated.inputFiles())
-    assets = {RAW_SUITE: data_docs.input_asset(raw.inputFiles(), run_name)}
-    assets |= {CURATED_SUITE: curated_name, KEYS_SUITE: curated_name}
-    rows = {CURATED_SUITE: published_rows, KEYS_SUITE: published_rows}
-    data_docs.describe_results(
-        validator.context, run_name=run_name, assets=assets, outcomes=outcomes, rows=rows
-    )
-    validator.context.build_data_docs()
-    lap("data_docs")
-    quality = QualityResult(outcomes, time.perf_counter() - started, phases)
+        outcomes = [by_key.get(o.key(), o) for o in outcomes]
+    return outcomes + [_repeated_lines(o, published_rows) for o in _outcomes(KEYS_SUITE, keys_result)]
+
+
+def _log(quality: QualityResult) -> None:
     for outcome in quality.warnings:
         logger.warning("Quality warning: %s", outcome.describe())
     for outcome in quality.critical_failures:
         logger.error("Quality failure: %s", outcome.describe())
     logger.info(
         "Validated %d expectations in %.1f s (%s): %d critical failures, %d warnings",
-        len(outcomes),
+        len(quality.outcomes),
         quality.seconds,
-        ", ".join(f"{phase} {seconds:.1f}" for phase, seconds in phases.items()),
+        ", ".join(f"{phase} {seconds:.1f}" for phase, seconds in quality.phases.items()),
         len(quality.critical_failures),
         len(quality.warnings),
     )
-    return quality, docs_dir
