@@ -1,11 +1,21 @@
-"""One local Spark session for the whole test run (it takes seconds to start)."""
+"""Session-wide fixtures: one local Spark session (it takes seconds to start) and one shared,
+read-only batch run of the committed sample.
+
+Under pytest-xdist (`make test` runs two workers) each worker has its own Spark session and
+servers (free loopback ports, temporary folders); outputs built with `build_once` are built by
+the first worker that asks and read by the others.
+"""
 
 from __future__ import annotations
 
+import fcntl
 import os
-from collections.abc import Iterator, Mapping
+import pickle
+import stat
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from types import MappingProxyType
+from typing import Any, TypeVar
 
 import pytest
 
@@ -29,7 +39,18 @@ GOOD_RECORD: Mapping[str, str] = MappingProxyType(
 os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
 
 # Fixtures that start a JVM or a server: a test using one is not part of `make test-fast`.
-SERVICE_FIXTURES = {"spark", "pg_server", "moto", "moto_server", "make_stack", "aws", "aws_env", "s3"}
+SERVICE_FIXTURES = {
+    "spark",
+    "sample_run",
+    "daily_runs",
+    "pg_server",
+    "moto",
+    "moto_server",
+    "make_stack",
+    "aws",
+    "aws_env",
+    "s3",
+}
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -79,3 +100,91 @@ def spark() -> Iterator:
     session.sparkContext.setLogLevel("ERROR")
     yield session
     session.stop()
+
+
+T = TypeVar("T")
+
+
+def shared_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """This run's folder that every xdist worker sees (the base temp folder without xdist)."""
+    base = tmp_path_factory.getbasetemp()
+    return base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+
+
+def build_once(tmp_path_factory: pytest.TempPathFactory, name: str, build: Callable[[Path], T]) -> T:
+    """`build(folder)` once per test run, whichever worker asks first; the others wait and get
+    the same (pickled) result. The folder is then frozen (see `freeze`)."""
+    root = shared_root(tmp_path_factory) / f"shared-{name}"
+    root.mkdir(exist_ok=True)
+    result_file = root / "result.pickle"
+    with (root / "lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+        if not result_file.exists():
+            result = build(root / "out")
+            freeze(root / "out")
+            result_file.write_bytes(pickle.dumps(result))
+    fingerprints[root / "out"] = fingerprint(root / "out")
+    loaded: T = pickle.loads(result_file.read_bytes())
+    return loaded
+
+
+# Frozen outputs by folder, with what they held when frozen (checked after every test).
+fingerprints: dict[Path, dict[str, tuple[int, int]]] = {}
+
+
+def fingerprint(folder: Path) -> dict[str, tuple[int, int]]:
+    """Each file's and folder's size and modification time (ns), by path under the folder: a
+    stat per entry, cheap enough to check after every test."""
+    found: dict[str, tuple[int, int]] = {}
+    for path in [folder, *folder.rglob("*")]:
+        status = path.stat()
+        found[str(path.relative_to(folder))] = (status.st_size, status.st_mtime_ns)
+    return found
+
+
+def freeze(folder: Path) -> None:
+    """Read-only modes (a non-root writer fails at once; root ignores modes, so the check
+    after each test is what catches it there)."""
+    for path in [*folder.rglob("*"), folder]:
+        mode = path.stat().st_mode & ~(stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH)
+        path.chmod(mode)
+
+
+def writable_copy(folder: Path, target: Path) -> Path:
+    """A copy of a frozen output that a test may change."""
+    import shutil
+
+    shutil.copytree(folder, target)
+    for path in [target, *target.rglob("*")]:
+        path.chmod(path.stat().st_mode | stat.S_IWUSR)
+    return target
+
+
+@pytest.fixture(autouse=True)
+def _shared_outputs_unchanged() -> Iterator[None]:
+    """A test that changed a shared output fails here, by name, rather than a later test."""
+    yield
+    for folder, expected in fingerprints.items():
+        now = fingerprint(folder)
+        if now != expected:
+            changed = sorted(k for k in expected.keys() | now.keys() if expected.get(k) != now.get(k))
+            fingerprints[folder] = now  # report it once
+            pytest.fail(f"this test changed the shared, read-only output {folder}: {changed[:10]}")
+
+
+@pytest.fixture(scope="session")
+def sample_run(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, quality_on: Any
+) -> tuple[Any, Path]:
+    """One batch run over the committed sample with the local config's quality gate, as `make
+    run` does: (its RunReport, its output folder). Read-only: copy it to change anything."""
+    from retail_pipeline import batch
+    from retail_pipeline.config import BatchSettings
+
+    def build(output: Path) -> tuple[Any, Path]:
+        settings = BatchSettings(
+            str(SAMPLE_CSV), str(output), encoding="utf-8", quarantine_unterminated_last_line=True
+        )
+        return batch.run(request.getfixturevalue("spark"), settings, quality=quality_on), output
+
+    return build_once(tmp_path_factory, "sample_run", build)

@@ -13,12 +13,12 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from retail_pipeline import batch, rules, transforms
-from retail_pipeline.config import BatchSettings, QualitySettings
+from retail_pipeline.config import BatchSettings
 from retail_pipeline.inputs import InputError, select_inputs
 from retail_pipeline.ledger import Ledger, canonical_uri, source_id
 from retail_pipeline.report import RunReport
 from retail_pipeline.storage import HadoopFileSystem
-from tests.conftest import BAD_INPUT_CSV, SAMPLE_CSV
+from tests.conftest import BAD_INPUT_CSV, SAMPLE_CSV, writable_copy
 
 pytestmark = pytest.mark.integration
 
@@ -68,14 +68,6 @@ def in_month(rows: list[list[str]], month: int, year: int) -> list[list[str]]:
         _, day, rest = row[4].split("/", 2)
         moved.append([*row[:4], f"{month}/{day}/{year}{rest[4:]}", *row[5:]])
     return moved
-
-
-@pytest.fixture(scope="module")
-def sample_run(
-    spark: SparkSession, tmp_path_factory: pytest.TempPathFactory, quality_on: QualitySettings
-) -> tuple[RunReport, Path]:
-    output = tmp_path_factory.mktemp("sample_run")
-    return batch.run(spark, settings(SAMPLE_CSV, output), quality=quality_on), output
 
 
 def test_the_real_sample_is_accounted_for(sample_run: tuple[RunReport, Path]) -> None:
@@ -186,11 +178,11 @@ def test_running_twice_gives_identical_rows(spark: SparkSession, tmp_path: Path)
 
 
 def test_a_run_that_fails_midway_leaves_the_earlier_output(
-    spark: SparkSession, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    spark: SparkSession, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, sample_run: tuple[RunReport, Path]
 ) -> None:
-    batch.run(spark, settings(SAMPLE_CSV, tmp_path))
-    before_curated = curated(spark, tmp_path).localCheckpoint()
-    before_report = (tmp_path / "reports" / "run_report.json").read_text()
+    output = writable_copy(sample_run[1], tmp_path / "out")  # the sample's output, as its run left it
+    before_curated = curated(spark, output).localCheckpoint()
+    before_report = (output / "reports" / "run_report.json").read_text()
 
     def fail_after_curated(*_: object, **__: object) -> None:
         raise RuntimeError("disk full (injected)")
@@ -198,11 +190,11 @@ def test_a_run_that_fails_midway_leaves_the_earlier_output(
     # The second run stages its lines, then fails before its quarantine is written.
     monkeypatch.setattr(batch, "write_quarantine", fail_after_curated)
     with pytest.raises(RuntimeError, match="injected"):
-        batch.run(spark, settings(BAD_INPUT_CSV, tmp_path))
+        batch.run(spark, settings(BAD_INPUT_CSV, output))
 
-    assert_df_equality(curated(spark, tmp_path), before_curated, ignore_row_order=True)
-    assert (tmp_path / "reports" / "run_report.json").read_text() == before_report
-    assert not (tmp_path / "_staging").exists()
+    assert_df_equality(curated(spark, output), before_curated, ignore_row_order=True)
+    assert (output / "reports" / "run_report.json").read_text() == before_report
+    assert not (output / "_staging").exists()
 
 
 def test_a_wrong_header_stops_the_run_before_reading(spark: SparkSession, tmp_path: Path) -> None:

@@ -93,18 +93,13 @@ def assert_ledger_agrees(spark: SparkSession, output: Path, *, settled: bool = T
     return ledger
 
 
-@pytest.fixture(scope="module")
-def full_run(spark: SparkSession, tmp_path_factory: pytest.TempPathFactory) -> tuple[RunReport, Path]:
-    output = tmp_path_factory.mktemp("daily_full") / "out"
-    return batch.run(spark, settings(SAMPLE_CSV, output)), output
-
-
 def test_day_by_day_runs_end_where_one_full_run_does(
-    spark: SparkSession, tmp_path: Path, full_run: tuple[RunReport, Path]
+    spark: SparkSession, tmp_path: Path, sample_run: tuple[RunReport, Path]
 ) -> None:
+    """`sample_run` is one run over the whole sample."""
     days = sample_days()
     assert len(days) == 4
-    expected = lines(curated(spark, full_run[1]), BUSINESS_COLUMNS)
+    expected = lines(curated(spark, sample_run[1]), BUSINESS_COLUMNS)
     one_file_each, growing = tmp_path / "one_file_each", tmp_path / "growing"
     incoming = tmp_path / "incoming"
     for day, rows in days.items():
@@ -117,8 +112,8 @@ def test_day_by_day_runs_end_where_one_full_run_does(
     for output in (one_file_each, growing):
         assert lines(curated(spark, output), BUSINESS_COLUMNS) == expected
         ledger = assert_ledger_agrees(spark, output)
-        assert sum(entry.read for entry in ledger.sources.values()) == full_run[0].read
-        assert sum(entry.published for entry in ledger.sources.values()) == full_run[0].published
+        assert sum(entry.read for entry in ledger.sources.values()) == sample_run[0].read
+        assert sum(entry.published for entry in ledger.sources.values()) == sample_run[0].published
 
     # Nothing new: nothing read, no data written; only the run's report says so.
     def data_files() -> dict[Path, int]:

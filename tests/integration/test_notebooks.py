@@ -17,10 +17,9 @@ import pytest
 from nbclient import NotebookClient
 from pyspark.sql import DataFrame, SparkSession
 
-from retail_pipeline import analytics, batch
-from retail_pipeline.config import BatchSettings
+from retail_pipeline import analytics
 from retail_pipeline.warehouse import load_run
-from tests.conftest import REPO_ROOT, SAMPLE_CSV
+from tests.conftest import REPO_ROOT, writable_copy
 
 pytestmark = pytest.mark.integration
 
@@ -31,13 +30,9 @@ INTERPRETERS = ("%md", "%spark.conf", "%pyspark", "%sql")
 
 
 @pytest.fixture(scope="module")
-def sample_output(spark: SparkSession, quality_off: Any, tmp_path_factory: pytest.TempPathFactory) -> Path:
+def sample_output(sample_run: tuple[Any, Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
     """`make run` on the committed sample: curated Parquet and the DuckDB warehouse."""
-    output = tmp_path_factory.mktemp("notebook_sample")
-    settings = BatchSettings(
-        input=str(SAMPLE_CSV), output=str(output), encoding="utf-8", quarantine_unterminated_last_line=True
-    )
-    batch.run(spark, settings, quality=quality_off)
+    output = writable_copy(sample_run[1], tmp_path_factory.mktemp("notebook_sample") / "output")
     load_run(f"duckdb:///{output}/warehouse.duckdb", str(output))
     return output
 

@@ -12,8 +12,6 @@ from typing import Any
 import pytest
 from pyspark.sql import SparkSession
 
-from retail_pipeline import batch
-from retail_pipeline.config import BatchSettings
 from retail_pipeline.stream.objects import list_curated_objects, list_objects
 from tests.conftest import SAMPLE_CSV
 
@@ -42,13 +40,9 @@ COLUMNS = (
 
 
 @pytest.fixture(scope="module")
-def batch_output(spark: SparkSession, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    output = tmp_path_factory.mktemp("batch")
-    settings = BatchSettings(
-        input=str(SAMPLE_CSV), output=str(output), encoding="utf-8", quarantine_unterminated_last_line=True
-    )
-    batch.run(spark, settings)
-    return output
+def batch_output(sample_run: tuple[Any, Path]) -> Path:
+    """The batch job's output on the sample (shared, read-only)."""
+    return sample_run[1]
 
 
 @pytest.fixture(scope="module")

@@ -28,7 +28,7 @@ from pyspark.sql import SparkSession
 from retail_pipeline import batch, rules
 from retail_pipeline.config import BatchSettings
 from retail_pipeline.report import RunReport
-from tests.conftest import SAMPLE_CSV
+from tests.conftest import SAMPLE_CSV, build_once
 from tests.integration.pg_server import INSTALL_HINT, PostgresServer, find_bin_dir
 
 CORRECTED_DAY = "2010-12-02"
@@ -150,10 +150,15 @@ class DailyRuns:
 
 
 @pytest.fixture(scope="session")
-def daily_runs(spark: SparkSession, tmp_path_factory: pytest.TempPathFactory) -> DailyRuns:
-    root = tmp_path_factory.mktemp("daily")
+def daily_runs(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> DailyRuns:
+    """Built once per test run (shared by xdist workers) and read-only, as `sample_run`."""
+    return build_once(tmp_path_factory, "daily_runs", lambda root: build_daily_runs(request, root))
+
+
+def build_daily_runs(request: pytest.FixtureRequest, root: Path) -> DailyRuns:
+    spark: SparkSession = request.getfixturevalue("spark")
     incoming, daily_output, copies = root / "incoming", root / "output", root / "runs"
-    incoming.mkdir()
+    incoming.mkdir(parents=True)
     by_day: dict[str, list[list[str]]] = {}
     for row in sample_rows():
         by_day.setdefault(day_of(row), []).append(row)
@@ -181,10 +186,3 @@ def daily_runs(spark: SparkSession, tmp_path_factory: pytest.TempPathFactory) ->
         corrections=corrections,
         day_files={day: (incoming / f"{day}.csv").as_uri() for day in by_day},
     )
-
-
-@pytest.fixture(scope="session")
-def sample_run(daily_runs: DailyRuns) -> tuple[RunReport, Path]:
-    """One run over the whole committed sample (9,853 published lines, one month), as four day
-    files."""
-    return daily_runs.full.run
