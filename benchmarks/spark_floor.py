@@ -3,11 +3,11 @@ of the same shape, timed like the job (`make bench` runs it in a fresh process, 
 included).
 
 CSV -> the business rules -> Parquet partitioned by year and month, in the job's session
-(configs/local.yaml: its class-data-sharing archive and JIT settings) and nothing more: Spark's
-own CSV reader with an explicit all-string schema (no line is checked for its shape, so
-nothing is quarantined), no trimming, no per-outcome counts, no staging, no quality gate, no
-report. What the job does on top of it (every line accounted for, a reason for each
-malformed one, the Great Expectations gate before publishing) costs the difference.
+(configs/local.yaml's spark settings) and nothing more: Spark's own CSV reader with an
+explicit all-string schema (no line is checked for its shape, so nothing is quarantined), no
+trimming, no per-outcome counts, no staging, no quality gate, no report. What the job does on
+top of it (every line accounted for, a reason for each malformed one, the Great Expectations
+gate before publishing) costs the difference.
 
     PYTHONPATH=lib python benchmarks/spark_floor.py --input FILE --output DIR [--result-json F]
 """
@@ -15,6 +15,7 @@ malformed one, the Great Expectations gate before publishing) costs the differen
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 from functools import reduce
@@ -28,7 +29,7 @@ sys.path.insert(0, str(REPO_ROOT / "lib"))
 
 from retail_pipeline import rules, transforms  # noqa: E402
 from retail_pipeline.config import load_config  # noqa: E402
-from retail_pipeline.session import get_spark  # noqa: E402
+from retail_pipeline.session import spark_session  # noqa: E402
 
 RAW_SCHEMA = ", ".join(f"{name} STRING" for name in rules.RAW_COLUMNS)
 
@@ -64,18 +65,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--config", default=str(REPO_ROOT / "configs" / "local.yaml"))
     parser.add_argument("--result-json", type=Path, help="also write the result here")
     args = parser.parse_args(argv)
-    spark_settings = load_config(args.config).spark
-    spark = get_spark(
-        "retail-pipeline-spark-floor",
-        master=spark_settings.master,
-        conf=spark_settings.conf,
-        class_data_sharing=spark_settings.class_data_sharing,
-        jit_c1_only=spark_settings.jit_c1_only,
-    )
-    try:
+    settings = dataclasses.replace(load_config(args.config).spark, app_name="retail-pipeline-spark-floor")
+    with spark_session(settings) as spark:
         rows = run(spark, str(Path(args.input).resolve()), str(Path(args.output).resolve()))
-    finally:
-        spark.stop()
     result = json.dumps({"published": rows})
     print(result)
     if args.result_json:

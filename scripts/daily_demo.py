@@ -19,13 +19,15 @@ import time
 from collections import Counter
 from pathlib import Path
 
+from pyspark.sql import SparkSession
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT / "lib"))  # runs from a checkout without installing too
 
 from retail_pipeline import batch, metrics, rules  # noqa: E402
-from retail_pipeline.config import load_config  # noqa: E402
+from retail_pipeline.config import PipelineConfig, load_config  # noqa: E402
 from retail_pipeline.logs import configure_logging  # noqa: E402
-from retail_pipeline.session import get_spark  # noqa: E402
+from retail_pipeline.session import spark_session  # noqa: E402
 from retail_pipeline.warehouse import load_run  # noqa: E402
 
 SAMPLE = REPO_ROOT / "data" / "raw" / "online_retail_first_9999.csv"
@@ -88,18 +90,19 @@ def main(argv: list[str] | None = None) -> int:
     configure_logging(logging.WARNING)  # the demo prints its own lines
     work = Path(args.work).resolve()
     shutil.rmtree(work, ignore_errors=True)
-    days, incoming, output = split_by_day(SAMPLE, work / "days"), work / "incoming", work / "output"
+    days = split_by_day(SAMPLE, work / "days")
+    config = load_config()
+    with spark_session(config.spark) as spark:
+        spark.sparkContext.setLogLevel("ERROR")
+        return run_days(spark, config, days, work)
+
+
+def run_days(spark: SparkSession, config: PipelineConfig, days: list[Path], work: Path) -> int:
+    """Each day's file dropped in turn, a run and a load after each, then one run over all of
+    it: 0 when the two end states are equal."""
+    incoming, output = work / "incoming", work / "output"
     incoming.mkdir(parents=True)
     warehouse = f"duckdb:///{work}/warehouse.duckdb"
-
-    config = load_config()
-    spark = get_spark(
-        config.spark.app_name,
-        master=config.spark.master,
-        conf=config.spark.conf,
-        jit_c1_only=config.spark.jit_c1_only,
-    )
-    spark.sparkContext.setLogLevel("ERROR")
     daily = dataclasses.replace(config.batch, input=str(incoming), output=str(output), incremental=True)
     recorded: list[metrics.Metric] = []
 
@@ -142,7 +145,6 @@ def main(argv: list[str] | None = None) -> int:
     print(f"one full run: {totals(full_warehouse)}")
     print(f"daily runs equal one full run: curated {same_curated}, warehouse {same_warehouse}")
     print(metrics.render_summary(metrics.totals(recorded), title="Metrics over the daily runs and loads"))
-    spark.stop()
     return 0 if same_curated and same_warehouse else 1
 
 

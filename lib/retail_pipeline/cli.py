@@ -137,7 +137,7 @@ def run_batch(args: argparse.Namespace, platform: dict[str, str]) -> int:
     from retail_pipeline import batch  # Spark is imported only by the commands that need it
     from retail_pipeline.observe import BatchObserver
     from retail_pipeline.report import render_summary
-    from retail_pipeline.session import finish_class_data_sharing, get_spark
+    from retail_pipeline.session import spark_session
 
     config = load_config(args.config)
     if config.quality.enabled:
@@ -159,27 +159,19 @@ def run_batch(args: argparse.Namespace, platform: dict[str, str]) -> int:
     logger.info("Batch job with %s: %s -> %s", config.source, settings.input, settings.output)
     observer = BatchObserver.of(args, settings, run_id=run_id, job=platform.get(GLUE_JOB_NAME))
     started = time.perf_counter()
-    spark = get_spark(
-        config.spark.app_name,
-        master=config.spark.master,
-        conf=config.spark.conf,
-        class_data_sharing=config.spark.class_data_sharing,
-        jit_c1_only=config.spark.jit_c1_only,
-    )
-    session_start = time.perf_counter() - started
-    observer.started(spark_version=spark.version)
-    try:
-        report = batch.run(spark, settings, quality=config.quality, run_id=run_id)
-        durations = {"session_start": round(session_start, 3), **report.durations_s}
-        durations["total"] = round(time.perf_counter() - started, 3)
-        report = dataclasses.replace(report, durations_s=durations)
-        print(render_summary(report))
-        observer.finished(report)
-    except BaseException as error:
-        observer.failed(error)
-        raise
-    finally:
-        finish_class_data_sharing(spark)
+    with spark_session(config.spark) as spark:
+        session_start = time.perf_counter() - started
+        observer.started(spark_version=spark.version)
+        try:
+            report = batch.run(spark, settings, quality=config.quality, run_id=run_id)
+            durations = {"session_start": round(session_start, 3), **report.durations_s}
+            durations["total"] = round(time.perf_counter() - started, 3)
+            report = dataclasses.replace(report, durations_s=durations)
+            print(render_summary(report))
+            observer.finished(report)
+        except BaseException as error:
+            observer.failed(error)
+            raise
     return 0
 
 

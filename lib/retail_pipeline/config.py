@@ -9,7 +9,6 @@ Secrets Manager).
 from __future__ import annotations
 
 import dataclasses
-import re
 import types
 import typing
 from collections.abc import Mapping
@@ -20,14 +19,12 @@ from typing import Any
 
 import yaml
 
+from retail_pipeline import jvm_tuning
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_CONFIG = REPO_ROOT / "configs" / "local.yaml"
 # A config given as an object-store URI is read with boto3 (all three name the same object).
 S3_SCHEMES = ("s3://", "s3a://", "s3n://")
-
-
-# A HotSpot compiler-directive method pattern: the JVM refuses to start on one it cannot parse.
-JIT_METHOD_PATTERN = re.compile(r"[A-Za-z0-9_$*]+(/[A-Za-z0-9_$*]+)*\.[A-Za-z0-9_$*<>]+")
 
 
 class ConfigError(ValueError):
@@ -50,7 +47,7 @@ class SparkSettings:
 
     def __post_init__(self) -> None:
         for pattern in self.jit_c1_only:
-            if not JIT_METHOD_PATTERN.fullmatch(pattern):
+            if not jvm_tuning.is_method_pattern(pattern):
                 raise ConfigError(
                     f"'spark.jit_c1_only': {pattern!r} is not a method pattern like "
                     "org/codehaus/janino/*.* (package/Class.method, * as a wildcard)"

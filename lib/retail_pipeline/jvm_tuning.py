@@ -1,7 +1,7 @@
 """JVM tuning for local runs: a class-data-sharing archive of Spark's classes and C1-only
-compilation of Spark's code generators. Off the main path: `session.get_spark` asks
-`local_jvm_options` for the driver's extra options and knows nothing of either; platform
-runs (EMR, Glue) never use them. Why each helps, with figures: docs/benchmarks.md.
+compilation of Spark's code generators. Off the main path: `session.get_spark` hands its conf
+to `tuned_driver_conf` and knows nothing of either; platform runs (EMR, Glue) never use them.
+Why each helps, with figures: docs/benchmarks.md.
 """
 
 from __future__ import annotations
@@ -10,17 +10,52 @@ import hashlib
 import json
 import logging
 import os
+import re
 import shutil
 import subprocess
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from pyspark import SparkContext
-from pyspark.sql import SparkSession
+if TYPE_CHECKING:  # pyspark is imported by the functions that use it: config reads this module
+    from pyspark.sql import SparkSession
 
 logger = logging.getLogger(__name__)
+
+DRIVER_JAVA_OPTIONS = "spark.driver.extraJavaOptions"
+# A HotSpot compiler-directive method pattern: the JVM refuses to start on one it cannot parse.
+METHOD_PATTERN = re.compile(r"[A-Za-z0-9_$*]+(/[A-Za-z0-9_$*]+)*\.[A-Za-z0-9_$*<>]+")
+
+
+def is_method_pattern(pattern: str) -> bool:
+    """Whether `pattern` is one the JVM accepts in compiler directives: package/Class.method,
+    * as a wildcard."""
+    return METHOD_PATTERN.fullmatch(pattern) is not None
+
+
+@contextmanager
+def tuned_driver_conf(
+    conf: Mapping[str, str], *, master: str | None, class_data_sharing: str | None, jit_c1_only: Sequence[str]
+) -> Iterator[dict[str, str]]:
+    """`conf` with the tuning's options added to the driver's extra JVM options when this
+    process is about to start a local JVM; as it is otherwise (a platform's master, or a JVM
+    already running). For the block that builds the session: see `local_jvm_options`."""
+    from pyspark import SparkContext
+
+    no_jvm_yet = SparkContext._gateway is None  # noqa: SLF001 - whether this process starts the JVM
+    starts_local_jvm = bool(master and master.startswith("local")) and no_jvm_yet
+    tuning = local_jvm_options(
+        class_data_sharing=class_data_sharing if starts_local_jvm else None,
+        jit_c1_only=jit_c1_only if starts_local_jvm else (),
+    )
+    with tuning as options:
+        tuned = dict(conf)
+        if options:
+            given = tuned.get(DRIVER_JAVA_OPTIONS)
+            tuned[DRIVER_JAVA_OPTIONS] = " ".join([given, *options] if given else options)
+        yield tuned
 
 
 @contextmanager
@@ -118,6 +153,8 @@ def finish_class_data_sharing(spark: SparkSession) -> None:
     """At the end of a run whose JVM writes the class-data-sharing archive: stop the session,
     let the JVM exit, wait for it, and keep the archive only when it exited cleanly. Does
     nothing (the session goes on) in any other run."""
+    from pyspark import SparkContext
+
     global _writing_archive
     writing, _writing_archive = _writing_archive, None
     if writing is None:

@@ -1,18 +1,17 @@
-"""Building the SparkSession: the only place that does."""
+"""Building the SparkSession: the only place that does. `spark_session(config.spark)` is the
+session for a config's settings; `get_spark` the same from single values."""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from typing import Any
 
-from pyspark import SparkContext
 from pyspark.sql import SparkSession
 
 from retail_pipeline import jvm_tuning
-from retail_pipeline.jvm_tuning import finish_class_data_sharing
-
-__all__ = ["finish_class_data_sharing", "get_spark"]
+from retail_pipeline.config import SparkSettings
 
 logger = logging.getLogger(__name__)
 
@@ -33,6 +32,23 @@ DEFAULT_CONF = {
 }
 
 
+@contextmanager
+def spark_session(settings: SparkSettings) -> Iterator[SparkSession]:
+    """The session for a config's `spark` settings, for the block. At its end the JVM tuning
+    finishes what it started (`jvm_tuning.finish_class_data_sharing`); the session goes on."""
+    spark = get_spark(
+        settings.app_name,
+        master=settings.master,
+        conf=settings.conf,
+        class_data_sharing=settings.class_data_sharing,
+        jit_c1_only=settings.jit_c1_only,
+    )
+    try:
+        yield spark
+    finally:
+        jvm_tuning.finish_class_data_sharing(spark)
+
+
 def get_spark(
     app_name: str,
     *,
@@ -48,18 +64,11 @@ def get_spark(
     builder = SparkSession.builder.appName(app_name)
     if master:
         builder = builder.master(master)
-    conf = dict(conf or {})
-    no_jvm_yet = SparkContext._gateway is None  # noqa: SLF001 - whether this process starts the JVM
-    starts_local_jvm = bool(master and master.startswith("local")) and no_jvm_yet
-    tuning = jvm_tuning.local_jvm_options(
-        class_data_sharing=class_data_sharing if starts_local_jvm else None,
-        jit_c1_only=jit_c1_only if starts_local_jvm else (),
+    settings = {**DEFAULT_CONF, **(conf or {}), **REQUIRED_CONF}
+    tuned = jvm_tuning.tuned_driver_conf(
+        settings, master=master, class_data_sharing=class_data_sharing, jit_c1_only=jit_c1_only
     )
-    with tuning as jvm_options:
-        if jvm_options:
-            key = "spark.driver.extraJavaOptions"
-            conf[key] = " ".join([conf[key], *jvm_options] if conf.get(key) else jvm_options)
-        runtime_conf = {**DEFAULT_CONF, **conf, **REQUIRED_CONF}
+    with tuned as runtime_conf:
         for key, value in runtime_conf.items():
             builder = builder.config(key, value)
         spark = builder.getOrCreate()
