@@ -3,10 +3,9 @@ and observed values of the validation pages (`describe_results`).
 
 GX's site builder gives every site section (expectation suites, validation results,
 profiling) and the index a view of its own, each with its own Jinja environment, so the same
-page templates were compiled again for each (py-spy: most of a SCALE=1 run's Data Docs time
-in Jinja's compile). These views share one in-memory bytecode cache: the first build in a
-process 0.33-0.45 s -> 0.23-0.25 s (SCALE=1 gate, measured in one process); the pages are the
-same.
+page templates would be compiled again for each. These views share one in-memory bytecode
+cache, so each template compiles once per process; the pages are the same (figures:
+docs/benchmarks.md).
 
 `quality._Validator` names these classes in its site configuration, GX's own way of choosing
 a section's view.

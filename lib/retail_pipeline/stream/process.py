@@ -35,7 +35,7 @@ logger = Logger(service="retail-stream")
 
 class StreamedRecord(NamedTuple):
     """One Kinesis record, decoded and classified. (A named tuple, as records.Classified: one
-    is built per record, and a frozen dataclass costs ~3 us more to build.)"""
+    is built per record, and a frozen dataclass is slower to build.)"""
 
     event_id: str
     sequence_number: str
