@@ -20,12 +20,13 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
+from retail_pipeline import contract
 from retail_pipeline.config import S3_SCHEMES
 
 logger = logging.getLogger(__name__)
 
 VERSIONS_DIR = "curated_versions"
-PARTITION_KEYS = ("invoice_year", "invoice_month")
+PARTITION_KEYS = contract.PARTITION_COLUMNS
 # The Glue API's limits per call: BatchDeletePartition takes 25, not 100 like the others.
 CREATE_BATCH, UPDATE_BATCH, DELETE_BATCH = 100, 100, 25
 S3_DELETE_BATCH = 1000

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from retail_pipeline import lineage, metrics
+from retail_pipeline import contract, lineage, metrics
 
 if TYPE_CHECKING:
     from retail_pipeline.config import BatchSettings
@@ -65,7 +65,7 @@ def failure_status(error: BaseException) -> str:
     if isinstance(error, OutputLockedError):
         return "locked"
     if isinstance(error, QualityGateError):
-        return "failed_quality_gate"
+        return contract.STATUS_FAILED_QUALITY_GATE
     return "failed"
 
 

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from retail_pipeline import contract
 from retail_pipeline.logs import configure_logging
 from retail_pipeline.observe import LoadObserver
 from retail_pipeline.warehouse import data_api, files
@@ -132,8 +133,9 @@ def streamed_objects(s3: Any, prefix: str) -> dict[str, str]:
 
 
 def object_month(uri: str) -> tuple[int, int]:
-    parts = dict(part.split("=", 1) for part in uri.split("/") if part.startswith("invoice_"))
-    return int(parts["invoice_year"]), int(parts["invoice_month"])
+    parts = dict(part.split("=", 1) for part in uri.split("/") if "=" in part)
+    year, month = (int(parts[name]) for name in contract.PARTITION_COLUMNS)
+    return year, month
 
 
 def read_loaded(s3: Any, state_prefix: str) -> dict[str, str]:

@@ -30,7 +30,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from retail_pipeline import rules
+from retail_pipeline import contract, rules
 from retail_pipeline.stream.body import RawRecord
 from retail_pipeline.warehouse.files import CURATED_SCHEMA
 
@@ -55,18 +55,14 @@ class DeadLetter:
 
 
 def curated_table(lines: Sequence[rules.InvoiceLine], *, source_file: str, run_id: str) -> pa.Table:
+    """The lines as the contract's curated columns: each line's field of the column's name, and
+    the lineage columns the same for all."""
+    lineage = {"source_file": source_file, "run_id": run_id}
     columns = {
-        "invoice_no": [line.invoice_no for line in lines],
-        "stock_code": [line.stock_code for line in lines],
-        "description": [line.description for line in lines],
-        "quantity": [line.quantity for line in lines],
-        "unit_price": [line.unit_price for line in lines],
-        "revenue": [line.revenue for line in lines],
-        "invoice_ts": [line.invoice_ts for line in lines],
-        "customer_id": [line.customer_id for line in lines],
-        "country": [line.country for line in lines],
-        "source_file": [source_file] * len(lines),
-        "run_id": [run_id] * len(lines),
+        name: [lineage[name]] * len(lines)
+        if name in contract.LINEAGE_COLUMNS
+        else [getattr(line, name) for line in lines]
+        for name in CURATED_SCHEMA.names
     }
     return pa.Table.from_pydict(columns, schema=CURATED_SCHEMA)
 

@@ -64,40 +64,45 @@ class Table:
         return found
 
 
-INVOICE_NO = varchar("invoice_no", 20)
-STOCK_CODE = varchar("stock_code", 32)
-DESCRIPTION = varchar("description", 256, nullable=True)
-CUSTOMER_ID = varchar("customer_id", 20)
-COUNTRY = varchar("country", 64)
-UNIT_PRICE = column("unit_price", "DECIMAL(12,4)")
-REVENUE = column("revenue", "DECIMAL(23,4)")
-MONEY_TOTAL = "DECIMAL(38,4)"
-# A URI: s3://, at most 5 + 63 (bucket) + 1 + 1,024 (key) bytes, or file:// and a local path.
-# Redshift compresses it (ENCODE AUTO); no join, sort or mart reads it.
-SOURCE_FILE = varchar("source_file", 2048)
-RUN_ID = varchar("run_id", 128)  # a batch run id (25 bytes) or a stream batch id (~85)
+# The SQL of the contract's non-text types (its decimals are written the same in both).
+SQL_TYPES = {"int": "INTEGER", "timestamp_ntz": "TIMESTAMP"}
+# The curated text columns' widths in bytes: the warehouse's choice, the contract has none.
+TEXT_BYTES = {
+    "invoice_no": 20,
+    "stock_code": 32,
+    "description": 256,
+    "customer_id": 20,
+    "country": 64,
+    # A URI: s3://, at most 5 + 63 (bucket) + 1 + 1,024 (key) bytes, or file:// and a local
+    # path. Redshift compresses it (ENCODE AUTO); no join, sort or mart reads it.
+    "source_file": 2048,
+    "run_id": 128,  # a batch run id or a stream batch id
+}
+
+
+def curated_column(spec: contract.CuratedColumn) -> Column:
+    """A curated column in SQL: its contract type and nullability, text as VARCHAR(TEXT_BYTES)."""
+    if spec.type == "string":
+        return varchar(spec.name, TEXT_BYTES[spec.name], nullable=spec.nullable)
+    return column(spec.name, SQL_TYPES.get(spec.type, spec.type.upper()), nullable=spec.nullable)
+
 
 # The curated Parquet columns, in the files' order: Redshift's COPY of Parquet fills a table's
-# columns by position, so this staging table must match the files column for column.
+# columns by position, so this staging table matches the files column for column.
 STAGE_LINES = Table(
-    "stage_lines",
-    (
-        INVOICE_NO,
-        STOCK_CODE,
-        DESCRIPTION,
-        column("quantity", "INTEGER"),
-        UNIT_PRICE,
-        REVENUE,
-        column("invoice_ts", "TIMESTAMP"),
-        CUSTOMER_ID,
-        COUNTRY,
-        SOURCE_FILE,
-        RUN_ID,  # the run that published the line
-    ),
-    distkey="invoice_no",
+    "stage_lines", tuple(curated_column(c) for c in contract.CURATED_FILE_COLUMNS), distkey="invoice_no"
 )
-if STAGE_LINES.column_names != tuple(c.name for c in contract.CURATED_FILE_COLUMNS):
-    raise RuntimeError("warehouse.model.STAGE_LINES must list contract.CURATED_FILE_COLUMNS in order")
+INVOICE_NO = STAGE_LINES.column("invoice_no")
+STOCK_CODE = STAGE_LINES.column("stock_code")
+DESCRIPTION = STAGE_LINES.column("description")
+QUANTITY = STAGE_LINES.column("quantity")
+UNIT_PRICE = STAGE_LINES.column("unit_price")
+REVENUE = STAGE_LINES.column("revenue")
+INVOICE_TS = STAGE_LINES.column("invoice_ts")
+CUSTOMER_ID = STAGE_LINES.column("customer_id")
+COUNTRY = STAGE_LINES.column("country")
+SOURCE_FILE = STAGE_LINES.column("source_file")
+MONEY_TOTAL = "DECIMAL(38,4)"
 
 FACT_SALES = Table(
     "fact_sales",
@@ -112,15 +117,15 @@ FACT_SALES = Table(
         DESCRIPTION,  # as recorded on the line; dim_product holds the canonical one
         CUSTOMER_ID,
         COUNTRY,
-        column("invoice_ts", "TIMESTAMP"),
+        INVOICE_TS,
         column("date_key", "INTEGER"),  # yyyymmdd, joins dim_date
-        column("quantity", "INTEGER"),
+        QUANTITY,
         UNIT_PRICE,
         REVENUE,
         SOURCE_FILE,  # the input file the line came from: what a batch run's load replaces
         # The run that published the line (a run's load, or a whole-output load), or the stream
-        # batch that loaded it: as wide as RUN_ID.
-        varchar("batch_id", 128),
+        # batch that loaded it: as wide as run_id.
+        varchar("batch_id", TEXT_BYTES["run_id"]),
     ),
     # Source first: on PostgreSQL the key's index serves a run load's delete by source.
     primary_key=("source_file", "invoice_no", "line_no"),
