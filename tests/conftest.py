@@ -77,6 +77,21 @@ def quality_off(quality_on):  # type: ignore[no-untyped-def]
     return dataclasses.replace(quality_on, enabled=False)
 
 
+S3A_JARS = ("hadoop-aws-3.3.1.jar", "aws-java-sdk-bundle-1.11.901.jar")
+
+
+def s3a_jar_paths() -> list[str]:
+    """hadoop-aws and the AWS SDK bundle it was built with, from sagemaker-pyspark (make install
+    adds it: a test-only arrangement on Spark's Hadoop 3.3.4 client); [] when not installed."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("sagemaker_pyspark")
+    if spec is None or spec.origin is None:
+        return []
+    jars = Path(spec.origin).parent / "jars"
+    return [str(jars / name) for name in S3A_JARS if (jars / name).is_file()]
+
+
 @pytest.fixture(scope="session")
 def spark() -> Iterator:
     from retail_pipeline.config import load_config
@@ -84,19 +99,20 @@ def spark() -> Iterator:
 
     # The local config's JIT settings: the suite runs hundreds of small jobs, where C2's
     # compile work is the cost those settings cut.
-    local = load_config().spark
-    session = get_spark(
-        "retail-pipeline-tests",
-        master="local[2]",
-        conf={
-            "spark.ui.enabled": "false",
-            "spark.sql.shuffle.partitions": "4",
-            "spark.sql.session.timeZone": "UTC",
-            "spark.driver.memory": "2g",
-            "spark.driver.extraJavaOptions": local.conf.get("spark.driver.extraJavaOptions", ""),
-        },
-        jit_c1_only=local.jit_c1_only,
-    )
+    local = load_config(REPO_ROOT / "configs" / "local.yaml").spark
+    conf = {
+        "spark.ui.enabled": "false",
+        "spark.sql.shuffle.partitions": "4",
+        "spark.sql.session.timeZone": "UTC",
+        "spark.driver.memory": "2g",
+        "spark.driver.extraJavaOptions": local.conf.get("spark.driver.extraJavaOptions", ""),
+    }
+    # The S3A connector, where installed (test_s3a_job runs daily runs on s3a:// in this
+    # session): on the class path, not spark.jars, which would copy 190 MB at every start.
+    jars = s3a_jar_paths()
+    if jars:
+        conf["spark.driver.extraClassPath"] = ":".join(jars)
+    session = get_spark("retail-pipeline-tests", master="local[2]", conf=conf, jit_c1_only=local.jit_c1_only)
     session.sparkContext.setLogLevel("ERROR")
     yield session
     session.stop()

@@ -1,6 +1,9 @@
-"""The batch job on an S3 API: `spark-submit --py-files retail_pipeline.zip jobs/batch_etl.py`
-with Glue's own arguments, its config read from s3://, reading and writing s3a:// on a moto
-server process.
+"""The batch job on an S3 API (one moto server process for the module, reset before each test):
+`spark-submit --py-files retail_pipeline.zip jobs/batch_etl.py` with Glue's own arguments, its
+config read from s3://, reading and writing s3a://; and daily runs on s3a://, in the suite's
+Spark session, whose months are new versions under curated_versions/<run_id>/ that the Glue
+table's partitions switch to (moto's Glue API), the next run rewriting a month from where the
+catalog points and old versions removed.
 
 pyspark ships no S3A file system: the jars come from sagemaker-pyspark (hadoop-aws 3.3.1 and the
 AWS SDK bundle it was built with), a test-only arrangement on Spark's Hadoop 3.3.4 client. On
@@ -14,6 +17,7 @@ import json
 import os
 import subprocess
 import sys
+import urllib.request
 from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
@@ -23,35 +27,36 @@ import boto3
 import pyarrow.parquet as pq
 import pytest
 import yaml
+from pyspark.sql import SparkSession
 
+from retail_pipeline import cli
 from retail_pipeline.config import ConfigError, load_config
 from retail_pipeline.packaging import build_py_files_zip
+from retail_pipeline.warehouse import load_run
+from retail_pipeline.warehouse.files import CURATED_SCHEMA
 from retail_pipeline_dev.stream_local.moto import MotoServer
-from tests.conftest import REPO_ROOT, SAMPLE_CSV
+from tests.conftest import REPO_ROOT, SAMPLE_CSV, s3a_jar_paths
+from tests.integration.test_daily import sample_days, write_csv
 
 pytestmark = pytest.mark.integration
 
-S3A_JARS = ("hadoop-aws-3.3.1.jar", "aws-java-sdk-bundle-1.11.901.jar")
 INSTALL_HINT = "pip install --no-deps sagemaker-pyspark==1.4.5 (it carries hadoop-aws and the AWS SDK bundle)"
 SIMPLE_CREDENTIALS = "org.apache.hadoop.fs.s3a.SimpleAWSCredentialsProvider"
 KEYS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
 RAW, LAKE, ARTIFACTS = "retail-raw", "retail-lake", "retail-artifacts"
+DATABASE, TABLE = "retail", "curated_invoice_lines"
+GLUE_TYPES = {"string": "string", "int32": "int", "timestamp[us]": "timestamp"}
 
 
 def s3a_jars() -> list[str]:
     """The S3A jars from sagemaker-pyspark; the test is skipped (failed under CI) without them."""
-    try:
-        import sagemaker_pyspark  # type: ignore[import-not-found]
-    except ImportError:
+    jars = s3a_jar_paths()
+    if len(jars) < 2:
         message = f"no S3A jars: {INSTALL_HINT}"
         if os.environ.get("CI"):
             pytest.fail(message)  # CI installs it: a missing jar must not pass as a skip
         pytest.skip(message)
-    jars = Path(sagemaker_pyspark.__file__).parent / "jars"
-    missing = [name for name in S3A_JARS if not (jars / name).is_file()]
-    if missing:
-        pytest.fail(f"sagemaker-pyspark at {jars} lacks {missing}")
-    return [str(jars / name) for name in S3A_JARS]
+    return jars
 
 
 @pytest.fixture(scope="module")
@@ -62,7 +67,8 @@ def moto() -> Iterator[MotoServer]:
 
 @pytest.fixture
 def aws_env(moto: MotoServer, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
-    """boto3 in this process (and the job's) pointed at moto, with test keys."""
+    """boto3 in this process (and the job's) pointed at moto, with test keys; moto emptied."""
+    urllib.request.urlopen(urllib.request.Request(f"{moto.url}/moto-api/reset", method="POST"), timeout=30)
     env = {**KEYS, "AWS_ENDPOINT_URL": moto.url}
     for name, value in env.items():
         monkeypatch.setenv(name, value)
@@ -173,3 +179,121 @@ def test_the_batch_job_runs_end_to_end_on_s3a(
     assert keys(s3, LAKE, "batch/reports/runs/") == ["batch/reports/runs/s3a-run-1.json"]
     assert "batch/reports/data_docs/index.html" in keys(s3, LAKE, "batch/reports/data_docs/")
     assert keys(s3, LAKE, "batch/_staging/") == []
+
+
+@pytest.fixture
+def aws(s3: Any, aws_env: dict[str, str]) -> dict[str, str]:
+    """The buckets and the Glue table of the curated lines (partitioned by month)."""
+    glue = boto3.client("glue")
+    glue.create_database(DatabaseInput={"Name": DATABASE})
+    columns = [
+        {"Name": f.name, "Type": GLUE_TYPES.get(str(f.type), str(f.type).replace("128", ""))}
+        for f in CURATED_SCHEMA
+    ]
+    glue.create_table(
+        DatabaseName=DATABASE,
+        TableInput={
+            "Name": TABLE,
+            "PartitionKeys": [
+                {"Name": "invoice_year", "Type": "int"},
+                {"Name": "invoice_month", "Type": "int"},
+            ],
+            "StorageDescriptor": {
+                "Columns": columns,
+                "Location": f"s3://{LAKE}/batch/curated/",
+                "InputFormat": "org.apache.hadoop.hive.ql.io.parquet.MapredParquetInputFormat",
+                "OutputFormat": "org.apache.hadoop.hive.ql.io.parquet.MapredParquetOutputFormat",
+                "SerdeInfo": {
+                    "SerializationLibrary": "org.apache.hadoop.hive.ql.io.parquet.serde.ParquetHiveSerDe"
+                },
+            },
+        },
+    )
+    return aws_env
+
+
+@pytest.fixture
+def s3a_spark(spark: SparkSession, moto: MotoServer) -> SparkSession:
+    """The suite's session (the S3A jars on its class path) with s3a:// aimed at moto: what the
+    s3a config's spark.hadoop.* settings do in a session of the job's own."""
+    s3a_jars()
+    hadoop = spark._jsc.hadoopConfiguration()
+    settings = {
+        "fs.s3a.endpoint": moto.url,
+        "fs.s3a.path.style.access": "true",
+        "fs.s3a.connection.ssl.enabled": "false",
+        "fs.s3a.aws.credentials.provider": SIMPLE_CREDENTIALS,
+        "fs.s3a.access.key": KEYS["AWS_ACCESS_KEY_ID"],
+        "fs.s3a.secret.key": KEYS["AWS_SECRET_ACCESS_KEY"],
+    }
+    for key, value in settings.items():
+        hadoop.set(key, value)
+    return spark
+
+
+def run_job(config: Path, run_id: str, capsys: pytest.CaptureFixture[str]) -> None:
+    """`retail-pipeline batch` in this process: cli.main takes the suite's session."""
+    argv = ["batch", "--config", str(config), "--incremental", "--run-id", run_id]
+    argv += ["--catalog-database", DATABASE, "--catalog-table", TABLE]
+    try:
+        code = cli.main(argv)
+    finally:
+        cli.configure_logging()  # text again for the rest of the suite
+    assert code == 0, capsys.readouterr().err[-4000:]
+
+
+def rows_at(s3: Any, location: str) -> int:
+    bucket, prefix = location.split("://", 1)[1].split("/", 1)
+    return sum(
+        pq.read_metadata(io.BytesIO(s3.get_object(Bucket=bucket, Key=key)["Body"].read())).num_rows
+        for key in keys(s3, bucket, prefix)
+        if key.endswith(".parquet")
+    )
+
+
+def test_daily_runs_on_s3_switch_catalog_partitions_to_new_versions(
+    aws: dict[str, str], s3a_spark: SparkSession, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = yaml.safe_load(s3a_config(aws["AWS_ENDPOINT_URL"], s3a_jars()))
+    config["quality"]["enabled"] = False  # about publishing; the gate runs in the spark-submit test
+    config["batch"]["version_grace_hours"] = 0
+    config_path = tmp_path / "s3a.yaml"
+    config_path.write_text(yaml.safe_dump(config))
+    s3, glue = boto3.client("s3"), boto3.client("glue")
+    days = list(sample_days().items())
+
+    def drop(index: int) -> None:
+        day, rows = days[index]
+        s3.upload_file(str(write_csv(tmp_path / f"{day}.csv", rows)), RAW, f"incoming/{day}.csv")
+
+    def partition_location() -> str:
+        partition = glue.get_partition(DatabaseName=DATABASE, TableName=TABLE, PartitionValues=["2010", "12"])
+        return str(partition["Partition"]["StorageDescriptor"]["Location"])
+
+    drop(0)
+    run_job(config_path, "s3-day-1", capsys)
+    first = f"s3a://{LAKE}/batch/curated_versions/s3-day-1/invoice_year=2010/invoice_month=12/"
+    assert partition_location() == first
+    report = json.loads(s3.get_object(Bucket=LAKE, Key="batch/reports/run_report.json")["Body"].read())
+    assert report["curated_root"] == "curated_versions/s3-day-1"
+    assert rows_at(s3, first) == report["published"] > 0
+    assert keys(s3, LAKE, "batch/curated/") == []  # nothing a reader of raw paths half-sees
+    day_one = report["published"]
+
+    drop(1)
+    run_job(config_path, "s3-day-2", capsys)
+    second = f"s3a://{LAKE}/batch/curated_versions/s3-day-2/invoice_year=2010/invoice_month=12/"
+    assert partition_location() == second
+    report = json.loads(s3.get_object(Bucket=LAKE, Key="batch/reports/run_report.json")["Body"].read())
+    assert report["skipped_inputs"] == [f"s3a://{RAW}/incoming/{days[0][0]}.csv"]
+    # The month was rebuilt from the version the catalog pointed at: day one's lines kept.
+    assert rows_at(s3, second) == day_one + report["published"]
+    ledger = json.loads(s3.get_object(Bucket=LAKE, Key="batch/_ledger.json")["Body"].read())
+    assert ledger["locations"] == {"2010-12": second.rstrip("/")}
+    # Grace 0: the version no partition points to is gone; the current one stays.
+    assert keys(s3, LAKE, "batch/curated_versions/s3-day-1/") == []
+    assert keys(s3, LAKE, "batch/_staging/") == [] and keys(s3, LAKE, "batch/_LOCK") == []
+
+    # The warehouse load reads the run's version folder.
+    loaded = load_run(f"duckdb:///{tmp_path}/warehouse.duckdb", f"s3://{LAKE}/batch")
+    assert loaded.rows == report["published"]
