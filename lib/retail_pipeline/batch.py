@@ -25,6 +25,7 @@ import math
 import shutil
 import time
 import uuid
+from collections import Counter
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -34,10 +35,18 @@ from typing import Any
 from pyspark.sql import DataFrame, Observation, SparkSession
 from pyspark.sql import functions as F
 
-from retail_pipeline import contract, publish, rewrite, transforms
+from retail_pipeline import contract, multiline, publish, rewrite, transforms
 from retail_pipeline.catalog import VERSIONS_DIR, CatalogTable
 from retail_pipeline.config import BatchSettings, QualitySettings
-from retail_pipeline.inputs import InputError, InputFile, Intake, jvm_charset, select_inputs
+from retail_pipeline.inputs import (
+    READ_CHUNK,
+    InputError,
+    InputFile,
+    Intake,
+    jvm_charset,
+    select_inputs,
+    text_chunks,
+)
 from retail_pipeline.ledger import Ledger, Month, SourceEntry, month_key
 from retail_pipeline.lock import LockInfo, output_lock
 from retail_pipeline.logs import set_run_id
@@ -54,6 +63,8 @@ logger = logging.getLogger(__name__)
 LINES = "lines"
 NULL_PARTITION = "__HIVE_DEFAULT_PARTITION__"
 PUBLISHED_LINES = f"outcome={transforms.OUTCOME_PUBLISHED}/reason={NULL_PARTITION}"
+# Staging folder of the inputs copied with their multi-line records joined (`multiline`).
+MULTILINE = "multiline"
 
 
 def published_lines(staging: str) -> str:
@@ -138,9 +149,22 @@ def balanced_splits(spark: SparkSession, inputs: list[InputFile]) -> Iterator[No
         spark.conf.set(key, str(before))
 
 
-def read_lines(spark: SparkSession, inputs: list[InputFile], *, encoding: str, run_id: str) -> DataFrame:
-    """One row per text line: (source_file, line, run_id)."""
-    raw = spark.read.text([f.path for f in inputs if not f.empty])
+def read_lines(
+    spark: SparkSession,
+    inputs: list[InputFile],
+    *,
+    encoding: str,
+    run_id: str,
+    copies: Mapping[str, str] | None = None,
+) -> DataFrame:
+    """One row per text line: (source_file, line, run_id). `copies` maps a source's URI to a
+    copy to read instead (`join_multiline_files`); source_file still names the source."""
+    copies = copies or {}
+    raw = spark.read.text([copies.get(f.uri, f.path) for f in inputs if not f.empty])
+    source = transforms.canonical_source(F.col("_metadata.file_path"))
+    read_key = F.regexp_replace(F.col("_metadata.file_path"), transforms.FILE_URI_SLASHES, "$1:/")
+    for uri, copy in copies.items():
+        source = F.when(read_key == transforms.file_key(copy), F.lit(uri)).otherwise(source)
     # Spark's text source keeps the bytes as they are, so other encodings decode losslessly.
     # (For UTF-8, Hadoop's line reader already drops a leading byte-order mark.)
     text = F.col("value")
@@ -150,15 +174,20 @@ def read_lines(spark: SparkSession, inputs: list[InputFile], *, encoding: str, r
     # replacing decoder (a character count cannot tell: Spark counts a stray byte as one).
     text = F.decode(F.col("value").cast("binary"), charset)
     return raw.select(
-        transforms.canonical_source(F.col("_metadata.file_path")).alias(transforms.SOURCE_FILE),
+        source.alias(transforms.SOURCE_FILE),
         text.alias(transforms.LINE),
         F.lit(run_id).alias(transforms.RUN_ID),
     )
 
 
-def outcome_counts(observation: Observation) -> OutcomeCounts:
-    """The counts an observed pass collected (see `transforms.outcome_metrics`)."""
-    return OutcomeCounts.from_groups(transforms.outcome_groups(observation.get))
+def outcome_counts(observation: Observation, scope: LineScope | None = None) -> OutcomeCounts:
+    """The counts an observed pass collected (see `transforms.outcome_metrics`), with the
+    records it read whole across lines (from the scope's copies)."""
+    counts = OutcomeCounts.from_groups(transforms.outcome_groups(observation.get))
+    if scope is None:
+        return counts
+    copies = scope.copies
+    return dataclasses.replace(counts, multiline_records=copies.records, multiline_lines=copies.lines)
 
 
 def write_lines(lines: DataFrame, path: str) -> None:
@@ -300,17 +329,30 @@ def write_staging(
     with timer.stage("write_staging"), balanced_splits(spark, inputs):
         lines, observation = data_lines(spark, inputs, settings, scope=scope)
         write_lines(lines, f"{staging}/{LINES}")
-        counts = outcome_counts(observation)
+        counts = outcome_counts(observation, scope)
+    opened = transforms.unclosed_quote_files(observation.get)
+    if opened:
+        # Some quote was left open at a line's end: records whose quoted field spans lines are
+        # read whole from joined copies of those files, and the lines staged again.
+        with timer.stage("join_multiline"):
+            copies = join_multiline_files(fs, [f for f in inputs if f.uri in opened], staging=staging)
+        if copies.records:
+            scope = dataclasses.replace(scope, copies=copies)
+            with timer.stage("write_staging_whole_records"), balanced_splits(spark, inputs):
+                lines, observation = data_lines(spark, inputs, settings, scope=scope)
+                write_lines(lines, f"{staging}/{LINES}")
+                counts = outcome_counts(observation, scope)
     if counts.quarantined_total:
         # Quarantine records keep each line's raw text, which the staged lines do not carry:
         # read again, only when some line was quarantined (real exports have none).
         with timer.stage("write_quarantine"), balanced_splits(spark, inputs):
             classified, again = observed_lines(spark, inputs, settings, scope=scope)
             write_quarantine(transforms.to_quarantine(classified), f"{staging}/quarantine")
-            if outcome_counts(again) != counts:
+            if outcome_counts(again, scope) != counts:
                 raise RuntimeError(
                     "the input changed while the job read it: two reads counted different lines"
                 )
+    fs.delete(f"{staging}/{MULTILINE}")
     with timer.stage("verify"):
         sources = source_lines(spark, fs, staging)
         staged = Staged(counts, sources)
@@ -320,6 +362,48 @@ def write_staging(
             written_quarantined=rewrite.count_rows(spark, fs, f"{staging}/quarantine"),
         )
     return staged
+
+
+def join_multiline_files(fs: HadoopFileSystem, files: list[InputFile], *, staging: str) -> JoinedCopies:
+    """Copies of `files` (into staging) with each record whose quoted field spans lines on one
+    line (`multiline.join_records`, bounded); only files where some record was joined are kept.
+    One pass over each file in chunks; its bytes pass through as they are (Latin-1 maps each
+    byte to one character), compressed files decompressed."""
+    paths: dict[str, str] = {}
+    records = lines = 0
+    for index, source in enumerate(files):
+        copy = fs.qualify(f"{staging}/{MULTILINE}/{index}.txt")
+        joined = Counter[str]()
+        fs.write_chunks(copy, _joined_text(fs, source, joined))
+        if joined["records"]:
+            paths[source.uri] = copy
+            records, lines = records + joined["records"], lines + joined["lines"]
+            logger.info(
+                "Input %s: %d record(s) over %d lines read whole (a quoted field spans lines)",
+                source.path,
+                joined["records"],
+                joined["lines"],
+            )
+        else:
+            fs.delete(copy)
+    return JoinedCopies(paths, records, lines)
+
+
+def _joined_text(fs: HadoopFileSystem, source: InputFile, joined: Counter[str]) -> Iterator[bytes]:
+    """The source's bytes with each multi-line record joined, in chunks; counts the joins."""
+    chunks = (chunk.decode("latin-1") for chunk in text_chunks(fs, source.path, source.size))
+    pending: list[str] = []
+    size = 0
+    for record in multiline.join_records(multiline.stream_lines(chunks)):
+        if record.lines > 1:
+            joined["records"] += 1
+            joined["lines"] += record.lines
+        pending.append(record.text)
+        size += len(record.text)
+        if size >= READ_CHUNK:
+            yield "".join(pending).encode("latin-1")
+            pending, size = [], 0
+    yield "".join(pending).encode("latin-1")
 
 
 def rewrite_curated(
@@ -448,6 +532,8 @@ def build_report(
         removed_partitions=[rewrite.month_folder(m) for m in plan.removed] if plan and published else [],
         quality=quality,
         spark_version=spark.version,
+        multiline_records=counts.multiline_records,
+        multiline_lines=counts.multiline_lines,
     )
 
 
@@ -644,7 +730,10 @@ def classify_inputs(
         for f in inputs
         if f.unterminated_last_line is not None and settings.quarantine_unterminated_last_line
     }
-    return read_lines(spark, inputs, encoding=settings.encoding, run_id=scope.run_id).transform(
+    lines = read_lines(
+        spark, inputs, encoding=settings.encoding, run_id=scope.run_id, copies=scope.copies.paths
+    )
+    return lines.transform(
         transforms.classify_lines,
         header_lines={f.header_line for f in inputs if not f.empty},
         truncated_last_lines=truncated,
@@ -653,9 +742,20 @@ def classify_inputs(
 
 
 @dataclass(frozen=True)
+class JoinedCopies:
+    """Input files copied with their multi-line records joined (`join_multiline_files`): each
+    copy's path by its source's URI, the records joined and the lines they spanned."""
+
+    paths: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    records: int = 0
+    lines: int = 0
+
+
+@dataclass(frozen=True)
 class LineScope:
-    """What a run's classification needs beyond the lines: its id (each line's lineage) and
-    the accepted InvoiceDate range (None: any real date)."""
+    """What a run's classification needs beyond the lines: its id (each line's lineage), the
+    accepted InvoiceDate range (None: any real date) and the copies to read instead of inputs."""
 
     run_id: str
     invoice_ts_range: tuple[datetime, datetime] | None = None
+    copies: JoinedCopies = dataclasses.field(default_factory=JoinedCopies)

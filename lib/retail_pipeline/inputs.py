@@ -15,7 +15,7 @@ import logging
 import os
 import re
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -153,32 +153,48 @@ READ_CHUNK = 1024 * 1024
 def peek(fs: HadoopFileSystem, info: FileInfo) -> tuple[bytes, bytes]:
     """The first and last PEEK_BYTES of a file's text: read in place, or decompressed as a
     stream for .gz and .bz2 (which have no random access: the whole file passes through)."""
-    suffix = os.path.splitext(info.path)[1].lower()
-    if suffix in UNSUPPORTED_COMPRESSION:
-        raise InputError(
-            f"{info.path}: {suffix} files are not read (supported: plain text, .gz, .bz2);"
-            " decompress it or re-deliver it as .gz"
-        )
-    if suffix not in DECOMPRESSORS:
+    if compression(info.path) is None:
         return fs.read_bytes(info.path, length=PEEK_BYTES), fs.read_bytes(info.path, start=-PEEK_BYTES)
     head, tail = b"", b""
+    for text in text_chunks(fs, info.path, info.size):
+        head = head if len(head) >= PEEK_BYTES else (head + text)[:PEEK_BYTES]
+        tail = (tail + text)[-PEEK_BYTES:]
+    return head, tail
+
+
+def compression(path: str) -> str | None:
+    """The file's compression suffix (.gz, .bz2), None for plain text; InputError for a
+    codec Spark's text source does not read."""
+    suffix = os.path.splitext(path)[1].lower()
+    if suffix in UNSUPPORTED_COMPRESSION:
+        raise InputError(
+            f"{path}: {suffix} files are not read (supported: plain text, .gz, .bz2);"
+            " decompress it or re-deliver it as .gz"
+        )
+    return suffix if suffix in DECOMPRESSORS else None
+
+
+def text_chunks(fs: HadoopFileSystem, path: str, size: int) -> Iterator[bytes]:
+    """A file's text (its bytes, decompressed for .gz and .bz2) in chunks, in bounded memory."""
+    suffix = compression(path)
+    if suffix is None:
+        for start in range(0, size, READ_CHUNK):
+            yield fs.read_bytes(path, start=start, length=READ_CHUNK)
+        return
     decompressor = DECOMPRESSORS[suffix]()
     try:
-        for start in range(0, info.size, READ_CHUNK):
-            data = fs.read_bytes(info.path, start=start, length=READ_CHUNK)
+        for start in range(0, size, READ_CHUNK):
+            data = fs.read_bytes(path, start=start, length=READ_CHUNK)
             while data:
-                text = decompressor.decompress(data)
-                head = head if len(head) >= PEEK_BYTES else (head + text)[:PEEK_BYTES]
-                tail = (tail + text)[-PEEK_BYTES:]
+                yield decompressor.decompress(data)
                 # A file of several members (concatenated .gz or .bz2) restarts after each.
                 data = decompressor.unused_data if decompressor.eof else b""
                 if data:
                     decompressor = DECOMPRESSORS[suffix]()
     except (OSError, EOFError, zlib.error, ValueError) as error:
-        raise InputError(f"{info.path}: not a valid {suffix} file ({error}): re-deliver it") from None
+        raise InputError(f"{path}: not a valid {suffix} file ({error}): re-deliver it") from None
     if not decompressor.eof:
-        raise InputError(f"{info.path}: the {suffix} file ends early (cut short?): re-deliver it")
-    return head, tail
+        raise InputError(f"{path}: the {suffix} file ends early (cut short?): re-deliver it")
 
 
 def _check_encoding_of(path: str, head: bytes, codec: str) -> None:

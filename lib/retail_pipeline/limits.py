@@ -63,6 +63,12 @@ JSON_WORST_EXPANSION: Final = 6
 LINE_OVERHEAD_BYTES: Final = 4096
 LINE_MAX_BYTES: Final = 160 * 1024
 
+# ---- a CSV record read whole (a quoted field holding line breaks, `multiline`)
+# A line that opens a quoted field is joined with the lines after it until the quote closes,
+# within these bounds; a quote still open beyond them leaves every line as it is.
+RECORD_MAX_LINES: Final = 10
+RECORD_MAX_BYTES: Final = LINE_MAX_BYTES
+
 INVALID_INVOICE_NO: Final = "invalid_invoice_no"
 INVALID_STOCK_CODE: Final = "invalid_stock_code"
 RECORD_TOO_LARGE: Final = "record_too_large"

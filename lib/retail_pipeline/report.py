@@ -32,6 +32,10 @@ class OutcomeCounts:
     filtered: Mapping[str, int]
     quarantined: Mapping[str, int]
     unclassified: int  # lines with no outcome: always 0 unless the classification has a bug
+    # Records read whole across line breaks in a quoted field (each counts as one line read),
+    # and the physical lines they spanned.
+    multiline_records: int = 0
+    multiline_lines: int = 0
 
     @classmethod
     def from_groups(
@@ -96,6 +100,10 @@ class RunReport:
     # The data-quality gate: success, critical failures, warnings, where the results are.
     quality: Mapping[str, Any] = field(default_factory=dict)
     spark_version: str = ""
+    # Of `read`: records whose quoted field spans lines, read whole, and the lines they spanned
+    # (so the input's physical lines = read + header_lines + multiline_lines - multiline_records).
+    multiline_records: int = 0
+    multiline_lines: int = 0
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2)
@@ -133,8 +141,10 @@ def render_summary(report: RunReport) -> str:
         ("input files processed", f"{len(report.inputs):,}"),
         ("input files skipped (unchanged)", f"{len(report.skipped_inputs):,}"),
         ("read", f"{report.read:,}"),
-        ("published", f"{report.published:,}"),
     ]
+    if report.multiline_records:
+        rows.append(("  records spanning lines, read whole", f"{report.multiline_records:,}"))
+    rows.append(("published", f"{report.published:,}"))
     rows += [(f"  filtered: {name}", f"{count:,}") for name, count in report.filtered.items()]
     rows += [(f"  quarantined: {name}", f"{count:,}") for name, count in report.quarantined.items()]
     if not report.quarantined:

@@ -13,6 +13,7 @@ A raw line ends in exactly one of three places:
 
 from __future__ import annotations
 
+import csv
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -100,19 +101,58 @@ class QuarantineReason:
     description: str
 
 
+@dataclass(frozen=True)
+class CsvSyntax:
+    """How a record's text splits into fields: RFC 4180, as the data set's exports write it.
+    Both parsers derive from it (Spark's from_csv options, Python's csv dialect)."""
+
+    delimiter: str
+    quote: str  # doubled inside a quoted field: "7"" FRAME" is 7" FRAME
+    field_count: int
+    # What a line break inside a quoted field becomes once its record is read whole
+    # (`retail_pipeline.multiline`): SUB, a control character no line reader splits on, so
+    # the field checks treat it as the line break it was (one space in Description).
+    line_break_in_field: str
+
+
+CSV_SYNTAX = CsvSyntax(delimiter=",", quote='"', field_count=len(RAW_COLUMNS), line_break_in_field="\x1a")
+
+
+@dataclass(frozen=True)
+class LineCheck(QuarantineReason):
+    """A check on a line's (a record's) whole text, before it is split into fields.
+
+    `kind` is one of:
+    - "undecodable": the text holds U+FFFD (what a decoder puts for invalid bytes) or a lone
+      surrogate (bytes a surrogateescape decoder could not read);
+    - "blank": the text is empty or spaces only;
+    - "cut_short": the file's last line, without a line break (batch inputs only);
+    - "odd_quotes": an odd number of CSV_SYNTAX.quote characters (a quoted field never closed);
+    - "field_count": CSV_SYNTAX splits it into other than CSV_SYNTAX.field_count fields
+      (always the last check: it is the split itself).
+    """
+
+    kind: Literal["undecodable", "blank", "cut_short", "odd_quotes", "field_count"] = "field_count"
+
+
 # Reasons found while splitting a line into fields, checked first and in this order.
-LINE_REASONS: tuple[QuarantineReason, ...] = (
-    QuarantineReason(
-        "invalid_encoding", "the line holds bytes that are not valid in the input's encoding (batch.encoding)"
+LINE_REASONS: tuple[LineCheck, ...] = (
+    LineCheck(
+        "invalid_encoding",
+        "the line holds bytes that are not valid in the input's encoding (batch.encoding)",
+        "undecodable",
     ),
-    QuarantineReason("empty_line", "the line is empty"),
-    QuarantineReason(
+    LineCheck("empty_line", "the line is empty", "blank"),
+    LineCheck(
         "truncated_last_line",
         "the file's last line has no line break: the file was probably cut short",
+        "cut_short",
     ),
-    QuarantineReason("unclosed_quote", "a quoted field is never closed"),
-    QuarantineReason("wrong_field_count", f"the line does not have {len(RAW_COLUMNS)} fields"),
+    LineCheck("unclosed_quote", "a quoted field is never closed", "odd_quotes"),
+    LineCheck("wrong_field_count", f"the line does not have {CSV_SYNTAX.field_count} fields", "field_count"),
 )
+if LINE_REASONS[-1].kind != "field_count":
+    raise RuntimeError("rules.LINE_REASONS must end with the field count check (it is the split)")
 
 
 @dataclass(frozen=True)
@@ -266,6 +306,41 @@ class InvoiceLine:
     @property
     def revenue(self) -> Decimal:
         return self.quantity * self.unit_price
+
+
+def split_line(line: str, *, cut_short: bool = False) -> list[str] | str:
+    """One line's (or record's) raw fields, or the first line reason that makes it malformed,
+    in LINE_REASONS' order. `cut_short`: it is a file's last line and has no line break."""
+    for check in LINE_REASONS[:-1]:
+        if line_check_fails(check, line, cut_short=cut_short):
+            return check.name
+    fields = csv_fields(line)
+    return fields if fields is not None and len(fields) == CSV_SYNTAX.field_count else LINE_REASONS[-1].name
+
+
+def line_check_fails(check: LineCheck, line: str, *, cut_short: bool = False) -> bool:
+    """Whether a line fails one of the checks before the split (see `LineCheck`)."""
+    if check.kind == "undecodable":
+        return REPLACEMENT_CHARACTER in line or not limits.is_text(line)
+    if check.kind == "blank":
+        return line.strip(" ") == ""
+    if check.kind == "cut_short":
+        return cut_short
+    if check.kind == "odd_quotes":
+        return line.count(CSV_SYNTAX.quote) % 2 == 1
+    raise ValueError(f"line check {check.name!r} of kind {check.kind!r} is the split, not a test of the text")
+
+
+def csv_fields(line: str, *, strict: bool = False) -> list[str] | None:
+    """A line (without its line break) split as CSV_SYNTAX says, or None if it cannot be.
+    `strict`: a quote may only open a field or close it right before a delimiter or the end."""
+    reader = csv.reader(
+        [line], delimiter=CSV_SYNTAX.delimiter, quotechar=CSV_SYNTAX.quote, doublequote=True, strict=strict
+    )
+    try:
+        return next(reader, [])
+    except csv.Error:
+        return None
 
 
 def clean_text(value: str | None) -> str | None:

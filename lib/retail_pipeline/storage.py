@@ -11,6 +11,7 @@ import hashlib
 import os
 import re
 import shutil
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -149,6 +150,22 @@ class HadoopFileSystem:
             fs.delete(target, False)
         if not fs.rename(partial, target):
             raise OSError(f"could not move {partial} to {path}")
+
+    def write_chunks(self, path: str, chunks: Iterable[bytes]) -> None:
+        """Write (replace) a file of any size from chunks of bytes, in bounded memory."""
+        plain = self.local_file(path)
+        if plain is not None:
+            os.makedirs(os.path.dirname(plain), exist_ok=True)
+            with open(plain, "wb") as stream:
+                for chunk in chunks:
+                    stream.write(chunk)
+            return
+        stream = self._fs(path).create(self._path(path), True)
+        try:
+            for chunk in chunks:
+                stream.write(bytearray(chunk))
+        finally:
+            stream.close()
 
     def local_file(self, path: str) -> str | None:
         """The plain path of `path` when it is on this machine's file system, else None.

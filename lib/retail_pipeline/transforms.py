@@ -24,6 +24,7 @@ on that, because every field is checked against its pattern before it is cast.
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Collection, Mapping
 from datetime import datetime
@@ -53,10 +54,13 @@ RAW_FIELDS_DDL = ", ".join([f"{name} STRING" for name in rules.RAW_COLUMNS] + [f
 CSV_OPTIONS = {
     "mode": "PERMISSIVE",
     "columnNameOfCorruptRecord": MALFORMED,
-    # RFC 4180 quoting, as the data set's exports write it: "7"" FRAME" is 7" FRAME.
-    "quote": '"',
-    "escape": '"',
+    "sep": rules.CSV_SYNTAX.delimiter,
+    # RFC 4180 quoting: a quote inside a quoted field is escaped by another quote.
+    "quote": rules.CSV_SYNTAX.quote,
+    "escape": rules.CSV_SYNTAX.quote,
 }
+if len(rules.RAW_COLUMNS) != rules.CSV_SYNTAX.field_count:
+    raise RuntimeError("rules.CSV_SYNTAX.field_count is not the number of raw columns")
 
 # Hadoop spells one file's URI "file:/x" or "file:///x" depending on how the path was made;
 # keys compare with the slashes after the scheme folded to one ("file:/x", "s3:/bucket/x").
@@ -97,6 +101,9 @@ OUTCOME_GROUPS: tuple[tuple[str, str | None], ...] = (
 )
 ALL_LINES = "all_lines"
 REVENUE = "published_revenue"
+UNCLOSED_QUOTE = next(check.name for check in rules.LINE_REASONS if check.kind == "odd_quotes")
+# The source files holding a line with an unclosed quote (at most one entry per input file).
+UNCLOSED_QUOTE_FILES = "unclosed_quote_files"
 
 
 def java_regex(pattern: str) -> str:
@@ -161,6 +168,29 @@ def field_check_passes(
     raise ValueError(f"field check {check.reason!r} has an unknown kind {check.kind!r}")
 
 
+def line_check_fails(check: rules.LineCheck, *, truncated: Column) -> Column:
+    """Whether a line fails a line check (as `rules.line_check_fails` and `rules.split_line`);
+    needs `fields`. `truncated`: whether it is a file's last line, cut short."""
+    line = F.col(LINE)
+    if check.kind == "undecodable":
+        # The reader decoded bytes invalid in the input's encoding to U+FFFD (batch.read_lines).
+        return line.contains(rules.REPLACEMENT_CHARACTER)
+    if check.kind == "blank":
+        return F.trim(line) == ""
+    if check.kind == "cut_short":
+        return truncated
+    if check.kind == "odd_quotes":
+        # replace() rather than translate(), which builds a hash map for every line (a profile
+        # showed translate at 10% of all CPU samples); lines without quotes skip it. The parser
+        # alone misses an unclosed quote in the last field.
+        quote = F.lit(rules.CSV_SYNTAX.quote)
+        quote_count = F.length(line) - F.length(F.replace(line, quote, F.lit("")))
+        return line.contains(rules.CSV_SYNTAX.quote) & (quote_count % 2 == 1)
+    if check.kind == "field_count":
+        return F.col(f"{FIELDS}.{MALFORMED}").isNotNull()
+    raise ValueError(f"line check {check.name!r} has an unknown kind {check.kind!r}")
+
+
 def add_quarantine_reason(
     typed: DataFrame,
     *,
@@ -178,22 +208,7 @@ def add_quarantine_reason(
     source_key = F.regexp_replace(F.col(SOURCE_FILE), FILE_URI_SLASHES, "$1:/")
     for source_file, last_line in (truncated_last_lines or {}).items():
         truncated = truncated | ((source_key == file_key(source_file)) & (F.col(LINE) == last_line))
-    # replace() rather than translate(), which builds a hash map for every line (a profile of
-    # the job showed translate at 10% of all CPU samples); lines without quotes skip it.
-    has_quotes = F.col(LINE).contains('"')
-    quote_count = F.length(F.col(LINE)) - F.length(F.replace(F.col(LINE), F.lit('"'), F.lit("")))
-    line_checks = {
-        # The reader decoded bytes invalid in the input's encoding to U+FFFD (batch.read_lines).
-        "invalid_encoding": F.col(LINE).contains(rules.REPLACEMENT_CHARACTER),
-        "empty_line": F.trim(F.col(LINE)) == "",
-        "truncated_last_line": truncated,
-        # A well-formed line always has an even number of quote characters ("" included);
-        # the parser alone misses an unclosed quote in the last field.
-        "unclosed_quote": has_quotes & (quote_count % 2 == 1),
-        "wrong_field_count": F.col(f"{FIELDS}.{MALFORMED}").isNotNull(),
-    }
-    # Ordered as rules.LINE_REASONS says (a KeyError here means the two drifted apart).
-    failures = [(reason.name, line_checks[reason.name]) for reason in rules.LINE_REASONS]
+    failures = [(check.name, line_check_fails(check, truncated=truncated)) for check in rules.LINE_REASONS]
     failures += [
         (check.reason, ~field_check_passes(check, invoice_ts_range=invoice_ts_range))
         for check in rules.FIELD_CHECKS
@@ -299,10 +314,14 @@ def classify_lines(
 
 def outcome_metrics() -> list[Column]:
     """Aggregates for `DataFrame.observe` over classified lines: the lines of each (outcome,
-    reason) and the published revenue, so the write that consumes the lines counts them too."""
+    reason), the published revenue and the files with an unclosed quote, so the write that
+    consumes the lines counts them too."""
     metrics = [
         F.count(F.lit(1)).alias(ALL_LINES),
         F.sum(F.when(is_published(), F.col("revenue"))).alias(REVENUE),
+        F.to_json(F.collect_set(F.when(F.col("reason") == UNCLOSED_QUOTE, F.col(SOURCE_FILE)))).alias(
+            UNCLOSED_QUOTE_FILES
+        ),
     ]
     for outcome, reason in OUTCOME_GROUPS:
         same_reason = F.col("reason").isNull() if reason is None else F.col("reason") == reason
@@ -310,6 +329,11 @@ def outcome_metrics() -> list[Column]:
             F.count(F.when((F.col("outcome") == outcome) & same_reason, 1)).alias(f"{outcome}:{reason}")
         )
     return metrics
+
+
+def unclosed_quote_files(metrics: Mapping[str, Any]) -> set[str]:
+    """The source files (URIs, as `source_file`) in which `outcome_metrics` saw an unclosed quote."""
+    return set(json.loads(metrics[UNCLOSED_QUOTE_FILES] or "[]"))
 
 
 def outcome_groups(metrics: Mapping[str, Any]) -> list[tuple[str | None, str | None, int, Any]]:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import bz2
 import dataclasses
 import gzip
+import json
 import os
 import re
 import shutil
@@ -29,7 +30,7 @@ from typing import Any
 import pytest
 from pyspark.sql import SparkSession
 
-from retail_pipeline import batch, rules
+from retail_pipeline import batch, multiline, rules
 from retail_pipeline.config import BatchSettings, QualitySettings
 from retail_pipeline.inputs import InputError
 from retail_pipeline.ledger import canonical_uri
@@ -108,7 +109,8 @@ def snapshot(folder: Path, *, skip: tuple[str, ...] = ()) -> dict[str, bytes | N
 
 def decoded_lines(source: Path, encoding: str) -> list[str]:
     """The text lines of a corpus file as the job reads them: decompressed, decoded (bytes
-    invalid in the encoding as U+FFFD), split where Hadoop's line reader splits."""
+    invalid in the encoding as U+FFFD), split where Hadoop's line reader splits, each record
+    whose quoted field spans lines read whole (`multiline`)."""
     files = (
         sorted(p for p in source.iterdir() if not p.name.startswith((".", "_")))
         if source.is_dir()
@@ -123,8 +125,7 @@ def decoded_lines(source: Path, encoding: str) -> list[str]:
             data = bz2.decompress(data)
         text = data.decode(encoding, "replace")
         text = text.removeprefix(rules.UTF8_BOM) if encoding == "utf-8" else text
-        split = LINE_BREAKS.split(text) if text else []
-        lines += split[:-1] if split and split[-1] == "" else split
+        lines += [LINE_BREAKS.sub("", r.text) for r in multiline.join_records(multiline.split_lines(text))]
     return lines
 
 
@@ -141,6 +142,8 @@ class Accepted:
     encoding: str = "utf-8"
     # A text found in exactly one quarantined line's raw text -> that line's reason.
     marks: dict[str, str] = field(default_factory=dict)
+    # Records whose quoted field spans lines, read whole, and the lines they span.
+    multiline: tuple[int, int] = (0, 0)
 
 
 ACCEPTED = [
@@ -186,18 +189,16 @@ ACCEPTED = [
     Accepted("empty_after_header.csv", 0, 0, {}),
     Accepted("empty.csv", 0, 0, {}, header_lines=0),
     Accepted("concatenated_bom.csv", 4, 4, {}, header_lines=2),
+    Accepted("multiline_description.csv", 5, 5, {}, multiline=(3, 7)),
+    Accepted("multiline_description.csv.gz", 5, 5, {}, multiline=(3, 7)),
+    Accepted("multiline_cp1252.csv", 3, 3, {}, encoding="cp1252", multiline=(1, 2)),
     Accepted(
-        "multiline_description.csv",
-        9,
-        2,
-        {"unclosed_quote": 6, "wrong_field_count": 1},
-        marks={
-            '"ALARM CLOCK': "unclosed_quote",
-            "BAKELIKE PINK": "unclosed_quote",
-            "BAKELIKE RED": "unclosed_quote",
-            "BAKELIKE, GREEN": "wrong_field_count",
-            "AND BLUE": "unclosed_quote",
-        },
+        "stray_quote.csv",
+        13,
+        12,
+        {"unclosed_quote": 1},
+        marks={"STRAY QUOTE": "unclosed_quote"},
+        multiline=(1, 2),
     ),
     Accepted(
         "dates_out_of_range.csv",
@@ -236,6 +237,10 @@ def test_each_accepted_class_is_accounted_for_and_publishes_only_clean_lines(
         case.published,
         case.quarantined,
     )
+    assert (stored.multiline_records, stored.multiline_lines) == case.multiline
+    # Every physical line is a header, a record's, or one more line of a multi-line record.
+    physical = physical_line_count(run.source, run.encoding)
+    assert physical == report.read + report.header_lines + report.multiline_lines - report.multiline_records
 
     # Published: exactly what the plain-Python rules publish, and nothing unclean.
     lines = decoded_lines(run.source, run.encoding)
@@ -255,6 +260,24 @@ def test_each_accepted_class_is_accounted_for_and_publishes_only_clean_lines(
         assert len(marks) == 1, row["raw_line"]
         assert row["reason"] == case.marks[marks[0]]
         assert row["run_id"] == report.run_id
+
+
+def physical_line_count(source: Path, encoding: str) -> int:
+    files = (
+        [p for p in source.iterdir() if not p.name.startswith((".", "_"))] if source.is_dir() else [source]
+    )
+    count = 0
+    for path in files:
+        data = path.read_bytes()
+        data = (
+            gzip.decompress(data)
+            if path.suffix == ".gz"
+            else bz2.decompress(data)
+            if path.suffix == ".bz2"
+            else data
+        )
+        count += sum(1 for _ in multiline.split_lines(data.decode("latin-1")))
+    return count
 
 
 def source_uris(source: Path) -> set[str]:
@@ -318,24 +341,59 @@ def test_a_key_with_a_nul_keeps_it_in_the_quarantine_record(corpus_run: Callable
     }
 
 
-def test_a_quoted_description_with_line_breaks_is_quarantined_line_by_line(
+@pytest.mark.parametrize(
+    ("name", "encoding"), [("multiline_description.csv", "utf-8"), ("multiline_description.csv.gz", "utf-8")]
+)
+def test_a_quoted_description_with_line_breaks_is_published_once_on_one_line(
+    corpus_run: Callable[[str, str], Run], name: str, encoding: str
+) -> None:
+    run = corpus_run(name, encoding)
+    assert sorted((row["stock_code"], row["description"]) for row in run.published) == [
+        ("22726", "ALARM CLOCK BAKELIKE, GREEN AND BLUE"),
+        ("22727", "ALARM CLOCK BAKELIKE RED"),
+        ("22728", "ALARM CLOCK BAKELIKE PINK"),
+        ("71053", "WHITE METAL LANTERN"),
+        ("85123A", "WHITE HANGING HEART T-LIGHT HOLDER"),
+    ]
+    assert run.quarantined == []
+    assert {row["source_file"] for row in run.published} == {canonical_uri((CORPUS / name).as_uri())}
+    ledger = json.loads((run.output / "_ledger.json").read_text())
+    (entry,) = ledger["sources"]
+    assert (entry["read"], entry["published"], entry["quarantined"]) == (5, 5, 0)
+    assert not list(run.output.rglob("multiline"))  # the joined copies went with the staging
+
+
+def test_a_multi_line_record_in_a_windows_1252_export_keeps_its_accents(
     corpus_run: Callable[[str, str], Run],
 ) -> None:
-    """What the job does today (#16 asks more: one `multiline_record`, or the record read
-    whole): each physical line of the record is quarantined; nothing of it is published."""
-    run = corpus_run("multiline_description.csv")
-    assert sorted((row["raw_line"], row["reason"]) for row in run.quarantined) == sorted(
-        [
-            ('536370,22728,"ALARM CLOCK', "unclosed_quote"),
-            ('BAKELIKE PINK",24,12/1/2010 8:45,3.75,12583,France', "unclosed_quote"),
-            ('536370,22727,"ALARM CLOCK', "unclosed_quote"),
-            ('BAKELIKE RED ",24,12/1/2010 8:45,3.75,12583,France', "unclosed_quote"),
-            ('536370,22726,"ALARM CLOCK', "unclosed_quote"),
-            ("BAKELIKE, GREEN", "wrong_field_count"),
-            ('AND BLUE",24,12/1/2010 8:45,3.75,12583,France', "unclosed_quote"),
-        ]
+    run = corpus_run("multiline_cp1252.csv", "cp1252")
+    assert "CRÈME BRÛLÉE SET" in {row["description"] for row in run.published}
+    assert "Côte d'Ivoire" in {row["country"] for row in run.published}
+
+
+def test_a_stray_quote_quarantines_its_own_line_and_the_rest_is_read(
+    corpus_run: Callable[[str, str], Run],
+) -> None:
+    run = corpus_run("stray_quote.csv")
+    assert [(row["reason"], row["raw_line"]) for row in run.quarantined] == [
+        ("unclosed_quote", '536365,85123A,"STRAY QUOTE,6,12/1/2010 8:26,2.55,17850,United Kingdom')
+    ]
+    assert len(run.published) == 12
+    assert "ALARM CLOCK BAKELIKE PINK" in {row["description"] for row in run.published}
+
+
+def test_a_multi_line_record_run_twice_gives_the_same_output(
+    spark: SparkSession, tmp_path: Path, corpus_run: Callable[[str, str], Run], quality_off: QualitySettings
+) -> None:
+    first = corpus_run("multiline_description.csv")
+    output = tmp_path / "out"
+    shutil.copytree(first.output, output)
+    again = finished_run(
+        spark, CORPUS / "multiline_description.csv", output, encoding="utf-8", quality=quality_off
     )
-    assert {row["stock_code"] for row in run.published} == {"85123A", "71053"}
+    assert (again.report.read, again.report.multiline_records) == (5, 3)
+    rows = sorted(tuple(row[c] for c in CURATED_VALUES) for row in again.published)
+    assert rows == sorted(tuple(row[c] for c in CURATED_VALUES) for row in first.published)
 
 
 def test_a_re_delivered_file_beside_a_stale_checksum_is_read_as_it_is_now(

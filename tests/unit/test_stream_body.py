@@ -190,3 +190,20 @@ def test_a_lone_surrogate_escape_fails_its_own_element_only() -> None:
     _, found = read_body(json.dumps(elements).encode(), "application/json")
     assert [records.check(row.record or {}) for row in found][1] == "invalid_text"
     assert [row.position for row in found] == [0, 1, 2]
+
+
+def test_a_quoted_description_over_lines_is_one_record_at_its_first_line() -> None:
+    """As the batch job reads it (`multiline`): the break is one space in the description."""
+    split = '536370,22728,"ALARM CLOCK\r\nBAKELIKE PINK",24,12/1/2010 8:45,3.75,12583,France'
+    found = parse_csv(f"{HEADER}\r\n{GOOD}\r\n{split}\r\n{GOOD}")
+    assert [record.position for record in found] == [2, 3, 5]
+    assert found[1].record is not None
+    assert found[1].record["Description"] == f"ALARM CLOCK{rules.CSV_SYNTAX.line_break_in_field}BAKELIKE PINK"
+    line = records.check(found[1].record)
+    assert isinstance(line, rules.InvoiceLine) and line.description == "ALARM CLOCK BAKELIKE PINK"
+
+
+def test_a_stray_quote_in_a_body_spoils_its_own_line_only() -> None:
+    stray = '536365,"85123A,X,6,12/1/2010 8:26,2.55,17850,United Kingdom'
+    found = parse_csv(f"{HEADER}\r\n{stray}\r\n" + f"{GOOD}\r\n" * 3)
+    assert found == [BodyRecord(2, None, "unclosed_quote"), *(BodyRecord(n, GOOD_RECORD) for n in (3, 4, 5))]

@@ -24,15 +24,12 @@ import re
 from dataclasses import dataclass
 from typing import Literal
 
-from retail_pipeline import limits, rules
+from retail_pipeline import limits, multiline, rules
 
 RawRecord = dict[str, str | None]
 
 UTF8_BOM = "\ufeff"
 NOT_A_RECORD = "not_a_record"
-# The line breaks Hadoop's line reader splits on (str.splitlines would also split on \x0b,
-# \x1c, \u2028 and others, and so disagree with the batch job).
-_LINE_BREAK = re.compile(r"\r\n|\r|\n")
 _JSON_TYPES = ("application/json",)
 _CSV_TYPES = ("text/csv", "application/csv")
 _SNIFFED_TYPES = ("", "text/plain", "application/octet-stream")
@@ -41,19 +38,6 @@ _JSON_SPACE = re.compile(r"[ \t\n\r]*")
 # Numbers stay as their literal text, so "2.550" and 2.550 are checked alike and a float never
 # rounds a price; NaN/Infinity become text the field checks reject.
 _JSON = json.JSONDecoder(parse_float=str, parse_int=str, parse_constant=str)
-
-
-def _line_reason(name: str) -> str:
-    """A line reason as rules.LINE_REASONS names it; fails at import if the two drift apart."""
-    if name not in {reason.name for reason in rules.LINE_REASONS}:
-        raise RuntimeError(f"rules.LINE_REASONS has no reason {name!r}")
-    return name
-
-
-INVALID_ENCODING = _line_reason("invalid_encoding")
-EMPTY_LINE = _line_reason("empty_line")
-UNCLOSED_QUOTE = _line_reason("unclosed_quote")
-WRONG_FIELD_COUNT = _line_reason("wrong_field_count")
 
 
 class BodyError(ValueError):
@@ -174,43 +158,38 @@ def _json_record(index: int, element: object) -> BodyRecord:
 
 
 def parse_csv(text: str, *, max_records: int = limits.REQUEST_MAX_RECORDS) -> list[BodyRecord]:
-    """CSV text whose first line is the data set's header, one record per following line."""
+    """CSV text whose first line is the data set's header, one record per following line, or
+    per record whose quoted field spans lines (read whole, as the batch job reads it:
+    `multiline`; its position is its first line's)."""
     text = text.removeprefix(UTF8_BOM)
-    # Lines counted before any is split off: a body of 6 MB of line breaks costs no more than this.
+    # Lines counted before any is split off: a body of 6 MB of line breaks costs no more than
+    # this. A record spans one line or more, so this bounds the records too.
     breaks = text.count("\n") + text.count("\r") - text.count("\r\n")
     line_count = breaks if text.endswith(("\n", "\r")) else breaks + 1
     if line_count - 1 > max_records:  # the first line is the header
         raise TooManyRecordsError(max_records)
-    lines = _LINE_BREAK.split(text)
-    if lines and lines[-1] == "":
-        lines.pop()  # the break that ends the last line starts no new line
-    if not lines:
+    # A body arrives whole: its last line is complete, with or without a final break.
+    lines = multiline.split_lines(text if text.endswith(("\n", "\r")) or not text else text + "\n")
+    header = multiline.LINE_BREAK.sub("", next(lines, ""))
+    if not header:
         raise BodyError("the CSV body is empty")
-    header = lines[0]
     columns = tuple(field.strip() for field in next(csv.reader([header]), []))
     if columns != rules.RAW_COLUMNS:
         raise BodyError(f"the first line of a CSV body must be the header {rules.RAW_HEADER}")
-    return [
-        _csv_record(number, line)
-        for number, line in enumerate(lines[1:], start=2)
+    found: list[BodyRecord] = []
+    number = 2
+    # Bytes that were not UTF-8 are lone surrogates here (utf8_bytes counts them as the bytes).
+    for record in multiline.join_records(lines, size=limits.utf8_bytes):
+        line = multiline.LINE_BREAK.sub("", record.text)
         # As the batch job does, a repeated header line is no data (e.g. concatenated exports).
-        if line != header
-    ]
+        if line != header:
+            found.append(_csv_record(number, line))
+        number += record.lines
+    return found
 
 
 def _csv_record(number: int, line: str) -> BodyRecord:
-    # The same order as the batch job's line checks (transforms.add_quarantine_reason). Bytes that
-    # were not UTF-8 are lone surrogates here; the batch job reads them as U+FFFD.
-    if rules.REPLACEMENT_CHARACTER in line or not limits.is_text(line):
-        return BodyRecord(number, None, INVALID_ENCODING)
-    if line.strip(" ") == "":
-        return BodyRecord(number, None, EMPTY_LINE)
-    if line.count('"') % 2 == 1:
-        return BodyRecord(number, None, UNCLOSED_QUOTE)
-    try:
-        fields = next(csv.reader([line], strict=False))
-    except csv.Error:
-        return BodyRecord(number, None, WRONG_FIELD_COUNT)
-    if len(fields) != len(rules.RAW_COLUMNS):
-        return BodyRecord(number, None, WRONG_FIELD_COUNT)
+    fields = rules.split_line(line)
+    if isinstance(fields, str):
+        return BodyRecord(number, None, fields)
     return BodyRecord(number, dict(zip(rules.RAW_COLUMNS, fields, strict=True)))

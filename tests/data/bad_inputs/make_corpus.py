@@ -24,6 +24,10 @@ docs/bad_input.md says what each gets. Keep files small: a few lines per class.
 | empty.csv | 0 bytes |
 | concatenated_bom.csv | two UTF-8 exports with byte-order marks concatenated (`cat a.csv b.csv`) |
 | multiline_description.csv | quoted Descriptions holding line breaks (valid CSV) |
+| multiline_description.csv.gz | the same, gzipped |
+| multiline_cp1252.csv | a Windows-1252 export whose quoted Description holds a line break |
+| stray_quote.csv | one stray unclosed quote, then more lines than a record may span, then a |
+|  | multi-line record |
 | dates_out_of_range.csv | InvoiceDates before 2010-12-01, at the bounds, and years ahead |
 | stale_crc/data.csv | a re-delivered file beside the Hadoop checksum of its old content |
 """
@@ -131,6 +135,17 @@ def corpus() -> dict[str, bytes]:
         '536370,22726,"ALARM CLOCK\nBAKELIKE, GREEN\nAND BLUE",24,12/1/2010 8:45,3.75,12583,France',
         GOOD[1],
     ]
+    multiline_cp1252 = [
+        ACCENTED[0],
+        '536370,22727,"CRÈME\r\nBRÛLÉE SET",24,12/1/2010 8:45,3.75,12583,Côte d\'Ivoire',
+        ACCENTED[2],
+    ]
+    # The stray quote never closes within limits.RECORD_MAX_LINES (10) lines: it spoils its own.
+    stray_quote = [
+        '536365,85123A,"STRAY QUOTE,6,12/1/2010 8:26,2.55,17850,United Kingdom',
+        *[GOOD[0].replace("8:26", f"8:{minute}") for minute in range(10, 21)],
+        '536370,22728,"ALARM CLOCK\nBAKELIKE PINK",24,12/1/2010 8:45,3.75,12583,France',
+    ]
     dates = [
         "536365,85123A,BEFORE THE EARLIEST,6,11/30/2010 23:59,2.55,17850,United Kingdom",
         "536365,85123A,BEFORE THE EARLIEST ISO,6,2010-11-30 23:59:59,2.55,17850,United Kingdom",
@@ -182,6 +197,9 @@ def corpus() -> dict[str, bytes]:
             crlf([HEADER, *GOOD[:2]], bom=True) + crlf([HEADER, *GOOD[2:]], bom=True)
         ).encode(),
         "multiline_description.csv": crlf([HEADER, *multiline]).encode(),
+        "multiline_description.csv.gz": gzipped(crlf([HEADER, *multiline]).encode()),
+        "multiline_cp1252.csv": crlf([HEADER, *multiline_cp1252]).encode("cp1252"),
+        "stray_quote.csv": crlf([HEADER, *stray_quote]).encode(),
         "dates_out_of_range.csv": crlf([HEADER, *dates]).encode(),
         "stale_crc/data.csv": re_delivered,
         # The checksum Hadoop's LocalFileSystem wrote beside the first delivery.
