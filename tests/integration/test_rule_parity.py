@@ -1,23 +1,26 @@
-"""The two interpreters of the rules agree: Spark (batch) and plain Python (streaming)."""
+"""The two interpreters of the rules agree: Spark (batch) and plain Python (streaming), each
+through the parser that runs in its path (Spark's from_csv, the stream's CSV body parser)."""
 
 from __future__ import annotations
 
-import csv
+from collections import Counter
 from pathlib import Path
 
 import pytest
 from pyspark.sql import SparkSession
 
-from retail_pipeline import rules, transforms
+from retail_pipeline import multiline, rules, transforms
+from retail_pipeline.stream import body
 from tests.conftest import BAD_INPUT_CSV, SAMPLE_CSV
 
 
 def python_outcome(line: str) -> tuple[str, str | None, tuple | None]:
-    """(outcome, reason, curated values) of one line by the plain-Python rules."""
-    fields = next(csv.reader([line]), [])
-    if len(fields) != len(rules.RAW_COLUMNS):
-        return "quarantined", "line-level", None
-    parsed = rules.parse_record(dict(zip(rules.RAW_COLUMNS, fields, strict=True)))
+    """(outcome, reason, curated values) of one line (or record read whole) by the streaming
+    path: its CSV body parser, then the plain-Python rules."""
+    (found,) = body.parse_csv(f"{rules.RAW_HEADER}\r\n{line}\r\n")
+    if found.record is None:
+        return "quarantined", found.reason, None
+    parsed = rules.parse_record(found.record)
     if isinstance(parsed, str):
         return "quarantined", parsed, None
     rule = rules.first_matching_rule(parsed)
@@ -48,18 +51,75 @@ def test_spark_and_python_classify_every_line_alike(spark: SparkSession, path: P
         [("file:///x.csv", line) for line in lines], "source_file string, line string"
     )
     classified = frame.transform(transforms.classify_lines, header_lines={header}).collect()
-    line_level = {reason.name for reason in rules.LINE_REASONS}
     mismatches = []
     for row in classified:
         outcome, reason, values = python_outcome(row["line"])
         spark_values = tuple(row[c] for c in transforms.CURATED_COLUMNS[:9]) if values else None
-        agree = outcome == row["outcome"] and (
-            reason == row["reason"] or (reason == "line-level" and row["reason"] in line_level)
-        )
-        if not agree or spark_values != values:
+        if (outcome, reason, values) != (row["outcome"], row["reason"], spark_values):
             mismatches.append((row["line"], (row["outcome"], row["reason"]), (outcome, reason)))
     assert len(classified) == len(lines)
     assert mismatches == []
+
+
+GOOD = "536365,85123A,WHITE HANGING HEART T-LIGHT HOLDER,6,12/1/2010 8:26,2.55,17850,United Kingdom"
+# Each line-level reason the stream can give, several ways, and records read whole: each
+# physical line of the body, or record, by the reason both paths must give it.
+LINE_LEVEL_CASES: list[tuple[str, str | None]] = [
+    (GOOD, None),
+    (GOOD.replace("HOLDER", "HOLDER \ufffd"), "invalid_encoding"),
+    ("\ufffd", "invalid_encoding"),
+    ("", "empty_line"),
+    ("   ", "empty_line"),
+    ('536365,"85123A,X,6,12/1/2010 8:26,2.55,17850,United Kingdom', "unclosed_quote"),
+    ('536365,85123A,X,6,12/1/2010 8:26,2.55,17850,"United Kingdom', "unclosed_quote"),
+    ("536365,85123A,X,6,12/1/2010 8:26,2.55,17850", "wrong_field_count"),
+    (GOOD + ",", "wrong_field_count"),
+    ('536365,85123A,"X,Y",6,12/1/2010 8:26,2.55,17850', "wrong_field_count"),
+    # Not before a line ending in `,"United Kingdom`: the two would be one valid record.
+    ('"', "unclosed_quote"),
+    ("x", "wrong_field_count"),
+    # A quoted Description over two and three lines; a quoted Country over two.
+    ('536370,22728,"ALARM CLOCK\r\nBAKELIKE PINK",24,12/1/2010 8:45,3.75,12583,France', None),
+    ('536370,22726,"ALARM\nBAKELIKE, GREEN\rAND BLUE",24,12/1/2010 8:45,3.75,12583,France', None),
+    ('536370,22726,X,24,12/1/2010 8:45,3.75,12583,"FRA\nNCE"', "control_character_in_country"),
+    # Quotes that close over lines but make no record: each line as it is.
+    ('536370,"22728\nX,1",24,12/1/2010 8:45,3.75,12583,France', "unclosed_quote"),
+]
+
+
+def test_spark_and_the_stream_give_each_line_level_reason_alike(spark: SparkSession) -> None:
+    text = "".join(f"{line}\r\n" for line, _ in LINE_LEVEL_CASES)
+    streamed = body.parse_csv(f"{rules.RAW_HEADER}\r\n{text}")
+    # The batch job's lines: the same records, read whole by the one joiner.
+    records = [
+        multiline.LINE_BREAK.sub("", r.text) for r in multiline.join_records(multiline.split_lines(text))
+    ]
+    frame = spark.createDataFrame([("file:///x.csv", r) for r in records], "source_file string, line string")
+    classified = frame.transform(transforms.classify_lines, header_lines={rules.RAW_HEADER}).collect()
+    assert len(streamed) == len(classified) == len(records)
+
+    def reason_of(found: body.BodyRecord) -> str | None:
+        if found.record is None:
+            return found.reason
+        parsed = rules.parse_record(found.record)
+        return parsed if isinstance(parsed, str) else None
+
+    batch_reasons = [row["reason"] for row in classified]
+    stream_reasons = [reason_of(found) for found in streamed]
+    assert batch_reasons == stream_reasons
+    # Per reason, against the cases: each reason is given to exactly its lines.
+    single = [reason for line, reason in LINE_LEVEL_CASES if "\n" not in line]
+    # The three records read whole, and the last case's two lines as they are.
+    expected = (
+        Counter(single)
+        + Counter([None, None, "control_character_in_country"])
+        + Counter({"unclosed_quote": 2})
+    )
+    assert Counter(batch_reasons) == expected
+    line_level = {check.name for check in rules.LINE_REASONS} - {"truncated_last_line"}
+    assert line_level <= set(batch_reasons)  # every reason the stream can give is exercised
+    published = [row["description"] for row in classified if row["outcome"] == "published"]
+    assert "ALARM CLOCK BAKELIKE PINK" in published and "ALARM BAKELIKE, GREEN AND BLUE" in published
 
 
 def date_texts() -> list[str]:
