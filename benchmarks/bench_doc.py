@@ -17,7 +17,17 @@ from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 
-from harness import MEMORY_COLUMNS, REPO_ROOT, Measurement, memory_rows, memory_verdict
+from harness import (
+    MEMORY_COLUMNS,
+    REPO_ROOT,
+    Measurement,
+    completed_duckdb_walls,
+    duckdb_ratio,
+    memory_rows,
+    memory_verdict,
+    scale_up_verdict,
+    stopped_line,
+)
 
 BEGIN = "<!-- bench:begin -->"
 END = "<!-- bench:end -->"
@@ -56,6 +66,7 @@ class BenchRun:
     machine: dict[str, str]
     versions: dict[str, str]
     notes: Sequence[str] = ()  # e.g. the warm-up run, the bounded-heap run
+    memory_cap: str | None = None  # the references' cap as given (--memory-cap), None: no cap
 
 
 def _first_match(path: str, pattern: str) -> str | None:
@@ -140,15 +151,36 @@ def markdown_table(header: Sequence[str], rows: Sequence[Sequence[object]], *, f
 
 
 def results_table(measurements: Sequence[Measurement]) -> str:
-    duckdb_wall = {m.input: m.wall_s for m in measurements if m.engine == "duckdb"}
+    """One row per run; a stopped run has "stopped" for its counts (its error is listed below
+    the table by `stopped_list`), and its wall time and peak RSS up to the moment it stopped."""
+    duckdb_wall = completed_duckdb_walls(measurements)
     header = ("engine", "scale", "rows read", "published", "wall s", "peak RSS MiB", "rows/s", "x DuckDB")
     rows = []
     for m in measurements:
-        ratio = f"{m.wall_s / duckdb_wall[m.input]:.1f}" if duckdb_wall.get(m.input) else "-"
+        ratio = duckdb_ratio(m, duckdb_wall)
         load = "/".join(f"{v:.1f}" for v in m.load_before) + f" -> {m.load_after[0]:.1f}"
-        figures = (f"{m.wall_s:.1f}", f"{m.peak_rss_mib:,.0f}", f"{m.rows_per_s:,.0f}", ratio, load)
-        rows.append((m.engine, m.scale, f"{m.read:,}", f"{m.published:,}", *figures))
+        rate = "-" if m.stopped else f"{m.rows_per_s:,.0f}"
+        figures = (f"{m.wall_s:.1f}", f"{m.peak_rss_mib:,.0f}", rate, ratio, load)
+        counts = ("-", "stopped") if m.stopped else (f"{m.read:,}", f"{m.published:,}")
+        rows.append((m.engine, m.scale, *counts, *figures))
     return markdown_table((*header, "load 1/5/15 before -> 1 after"), rows)
+
+
+def stopped_list(measurements: Sequence[Measurement]) -> str | None:
+    lines = [f"- {stopped_line(m)}" for m in measurements if m.stopped]
+    return "Stopped before their result:\n\n" + "\n".join(lines) if lines else None
+
+
+def cap_sentence(memory_cap: str | None) -> str:
+    if not memory_cap:
+        return "The references ran without a memory cap."
+    return (
+        f"DuckDB, pandas and polars ran with their data segment capped at {memory_cap} "
+        "(`--memory-cap`, RLIMIT_DATA; DuckDB's memory_limit at half of it, spilling to disk): an "
+        "engine that stops there is shown with its wall time and peak RSS until it stopped and its "
+        "error. The Spark job is never capped so: its JVM reserves memory at start, and its heap "
+        "is bounded by spark.driver.memory."
+    )
 
 
 def _seconds(value: object) -> str:
@@ -178,8 +210,10 @@ def render_markdown(run: BenchRun) -> str:
         "### Results",
         results_table(run.measurements),
         "Wall time includes start-up; peak RSS is the process tree's sampled peak; x DuckDB is the "
-        "wall time over DuckDB's on the same input.",
+        "wall time over DuckDB's on the same input. " + cap_sentence(run.memory_cap),
     ]
+    stopped = stopped_list(run.measurements)
+    parts += [stopped] if stopped else []
     stages = stages_table(run.measurements)
     parts += ["### Spark job stages (s, `durations_s` of its run report)", stages or "No spark run."]
     memory = memory_rows(run.measurements)
@@ -190,6 +224,7 @@ def render_markdown(run: BenchRun) -> str:
         "keeps. The Python driver's RSS is that process's alone.",
         markdown_table(MEMORY_COLUMNS, memory) if memory else "No spark run.",
         memory_verdict(run.measurements),
+        scale_up_verdict(run.measurements),
         "### Streaming consumer",
         (
             f"Rules (decode, rules, typing): {run.stream_records_per_s:,.0f} records/s on one core."
@@ -197,13 +232,24 @@ def render_markdown(run: BenchRun) -> str:
             else "Not measured."
         ),
         "### Agreement",
-        "\n".join(f"- {problem}" for problem in run.problems)
-        if run.problems
-        else "All engines published the same rows and revenue at each scale.",
+        agreement(run),
     ]
     if run.notes:
         parts += ["### Notes", "\n".join(f"- {note}" for note in run.notes)]
     return "\n\n".join(parts)
+
+
+def agreement(run: BenchRun) -> str:
+    skipped = [
+        f"- {m.engine} at scale {m.scale}: stopped, not compared" for m in run.measurements if m.stopped
+    ]
+    if run.problems:
+        return "\n".join([*(f"- {problem}" for problem in run.problems), *skipped])
+    if skipped:
+        return "\n".join(
+            ["All engines that completed published the same rows and revenue at each scale.", *skipped]
+        )
+    return "All engines published the same rows and revenue at each scale."
 
 
 def splice(document: str | None, generated: str) -> str:

@@ -9,6 +9,11 @@ The Spark job's JVM also logs its collections (jvm_memory.py), for its peak heap
 `check_agreement` says whether every engine published the same rows and revenue (exact
 decimals) for the same input.
 
+Memory cap (issue #18): the single-process references run with their data segment capped
+(`--memory-cap`, RLIMIT_DATA), so that none can take the machine down. An engine that stops
+(MemoryError, DuckDB's out-of-memory error, a signal) is a result, not a crash of the bench:
+its wall time until it stopped, its peak RSS and a short form of its error (`stopped`).
+
     PYTHONPATH=lib python benchmarks/harness.py --engines duckdb pandas polars \\
         --input data/synthetic/online_retail_scale_1.csv --work data/bench/references
 
@@ -25,11 +30,13 @@ import dataclasses
 import json
 import os
 import re
+import resource
 import shutil
+import signal
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
@@ -42,6 +49,12 @@ REFERENCE_ENGINES = ("duckdb", "pandas", "polars")
 ENGINES = ("spark", *REFERENCE_ENGINES)
 SAMPLE_SECONDS = 0.05
 FLAT_RATIO = 1.5  # memory_verdict's "flat": the bigger input's figure at most this many times the smaller's
+DEFAULT_MEMORY_CAP = "8g"  # about a third of this 23 GiB machine: room for the OS and other work
+# Issue #18: from SCALE=10 to SCALE=100 (10x the rows) the job's wall time grows at most 11x.
+SCALE_UP = ("10", "100", 11.0)
+# The line of an engine's log that says why it stopped, when it has one (a Python traceback's
+# last line, DuckDB's "Out of Memory Error", Rust's "memory allocation of N bytes failed").
+_MEMORY_ERROR = re.compile(r"MemoryError|Out of Memory|memory allocation of|bad_alloc|Cannot allocate memory")
 
 
 @dataclass(frozen=True)
@@ -65,10 +78,14 @@ class Measurement:
     # engine's own process: the Spark job's Python driver), "jvm", "python_workers", "other".
     process_peaks_mib: dict[str, float] = field(default_factory=dict)
     gc: GcSummary | None = None  # the job's JVM's collections (the spark engine only)
+    # Why the engine stopped before its result (None: it completed). A stopped run's counts
+    # are 0 and mean nothing; its wall time and peak RSS are up to the moment it stopped.
+    stopped: str | None = None
+    memory_cap_mib: float | None = None  # the cap its process ran under (references only)
 
     @property
     def rows_per_s(self) -> float:
-        return self.read / self.wall_s if self.wall_s else 0.0
+        return self.read / self.wall_s if self.wall_s and not self.stopped else 0.0
 
     @property
     def python_driver_mib(self) -> float | None:
@@ -84,7 +101,54 @@ class Measurement:
 
 
 class EngineFailed(RuntimeError):
-    """An engine's process exited non-zero; the message has the end of its log."""
+    """An engine's process exited non-zero; the message has the end of its log, `reason` a
+    short form of it, and the run's figures up to the moment it stopped."""
+
+    def __init__(self, message: str, *, reason: str, wall_s: float, peaks: TreePeaks, largest: int) -> None:
+        super().__init__(message)
+        self.reason, self.wall_s, self.peaks, self.largest = reason, wall_s, peaks, largest
+
+
+def parse_size(text: str) -> int | None:
+    """Bytes in "8g", "200m", "512MiB", "1.5G" (binary units); None for "", "0" or "none"."""
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([kmgt]?)(?:i?b)?\s*", text.lower())
+    if text.strip().lower() in ("", "0", "none"):
+        return None
+    if match is None:
+        raise ValueError(f"not a size: {text!r} (e.g. 8g, 200m, 512MiB)")
+    return int(float(match.group(1)) * 1024 ** " kmgt".index(match.group(2) or " "))
+
+
+def cap_memory(cap_bytes: int) -> Callable[[], None]:
+    """A preexec_fn: the child's data segment (its heap, anonymous mappings, thread stacks)
+    may not grow past `cap_bytes`, so an allocation past it fails (MemoryError, DuckDB's
+    "Out of Memory Error", a Rust abort) instead of pushing the machine into swap or the OOM
+    killer. RLIMIT_DATA, not RLIMIT_AS: the address space counts reservations that are never
+    used (polars reserves over 1 GB of it on a 9,999-line file and aborted under a 1 GB
+    RLIMIT_AS with 95 MB resident). Never for the Spark job: its JVM reserves its heap and
+    code cache at start, so a cap stops it at start-up or at random; its memory is bounded
+    by spark.driver.memory instead."""
+
+    def apply() -> None:
+        resource.setrlimit(resource.RLIMIT_DATA, (cap_bytes, cap_bytes))
+
+    return apply
+
+
+def short_error(log_text: str, returncode: int) -> str:
+    """Why an engine stopped, in a line: the log's line that names a memory error, else its
+    last line; a signal's name first when it was killed by one."""
+    lines = [line.strip() for line in log_text.splitlines() if line.strip()]
+    named = [line for line in lines if _MEMORY_ERROR.search(line)]
+    line = (named or lines or [""])[-1]
+    line = line if len(line) <= 160 else line[:157] + "..."
+    if returncode < 0:
+        try:
+            name = signal.Signals(-returncode).name
+        except ValueError:
+            name = f"signal {-returncode}"
+        return f"killed by {name}" + (f": {line}" if line else "")
+    return line or f"exited {returncode}"
 
 
 def scale_of(input_path: Path) -> str:
@@ -138,14 +202,26 @@ def run_measured(
     log: Path,
     interval: float = SAMPLE_SECONDS,
     env: dict[str, str] | None = None,
+    memory_cap: int | None = None,
 ) -> tuple[float, TreePeaks, int]:
     """Run `command` (stdout and stderr to `log`): wall seconds, sampled peaks, largest RSS.
+    With `memory_cap` (bytes), the process runs under `cap_memory`.
 
     os.wait4 reaps the child, so the kernel's own peak (ru_maxrss: the biggest single process
     among it and its descendants) comes for free as a cross-check of the sampled sum."""
+    preexec = cap_memory(memory_cap) if memory_cap else None
     with log.open("wb") as out:
         started = time.perf_counter()
-        process = subprocess.Popen(command, cwd=REPO_ROOT, env=env or engine_env(), stdout=out, stderr=out)
+        # preexec_fn is unsafe in a threaded parent; this one only calls setrlimit (one
+        # system call, no lock), and the bench starts its engines from its only thread.
+        process = subprocess.Popen(
+            command,
+            cwd=REPO_ROOT,
+            env=env or engine_env(),
+            stdout=out,
+            stderr=out,
+            preexec_fn=preexec,  # noqa: PLW1509
+        )
         peaks = TreePeaks()
         try:
             while True:
@@ -161,8 +237,14 @@ def run_measured(
         wall = time.perf_counter() - started
     process.returncode = os.waitstatus_to_exitcode(status)
     if process.returncode:
-        tail = log.read_text(errors="replace").splitlines()[-15:]
-        raise EngineFailed(f"{' '.join(command[:4])} exited {process.returncode}:\n" + "\n".join(tail))
+        text = log.read_text(errors="replace")
+        raise EngineFailed(
+            f"{' '.join(command[:4])} exited {process.returncode}:\n" + "\n".join(text.splitlines()[-15:]),
+            reason=short_error(text, process.returncode),
+            wall_s=wall,
+            peaks=peaks,
+            largest=usage.ru_maxrss * 1024,
+        )
     return wall, peaks, usage.ru_maxrss * 1024
 
 
@@ -180,10 +262,18 @@ def _counts(engine: str, output: Path) -> tuple[dict, int, int, int, int, Decima
 
 
 def run_engine(
-    engine: str, input_path: Path, work: Path, *, python: str = sys.executable, config: Path | None = None
+    engine: str,
+    input_path: Path,
+    work: Path,
+    *,
+    python: str = sys.executable,
+    config: Path | None = None,
+    memory_cap: int | None = None,
 ) -> Measurement:
     """Run one engine on one input in a fresh process; <work>/<engine>/ is replaced. `config`
-    is the spark job's (default: configs/local.yaml).
+    is the spark job's (default: configs/local.yaml); `memory_cap` (bytes) caps a reference's
+    process (`cap_memory`), never the Spark job's. An engine that exits non-zero is a stopped
+    measurement (`Measurement.stopped`), not an exception.
 
     For spark, every JVM it starts logs its collections to <work>/spark/gc-<pid>.log (through
     JAVA_TOOL_OPTIONS, set for that process tree only)."""
@@ -193,10 +283,20 @@ def run_engine(
     env = engine_env()
     if engine == "spark":
         env["JAVA_TOOL_OPTIONS"] = java_tool_options(output, env.get("JAVA_TOOL_OPTIONS"))
+        memory_cap = None  # see cap_memory: the JVM is bounded by spark.driver.memory
     load_before = os.getloadavg()
     command = engine_command(engine, input_path.resolve(), output.resolve(), python, config=config)
-    wall, peaks, largest = run_measured(command, log=work / f"{engine}.log", env=env)
-    report, read, published, filtered, quarantined, revenue = _counts(engine, output)
+    stopped = None
+    try:
+        wall, peaks, largest = run_measured(
+            command, log=work / f"{engine}.log", env=env, memory_cap=memory_cap
+        )
+    except EngineFailed as failure:
+        wall, peaks, largest, stopped = failure.wall_s, failure.peaks, failure.largest, failure.reason
+    if stopped:
+        report, read, published, filtered, quarantined, revenue = {}, 0, 0, 0, 0, Decimal(0)
+    else:
+        report, read, published, filtered, quarantined, revenue = _counts(engine, output)
     return Measurement(
         engine=engine,
         input=str(input_path),
@@ -216,12 +316,33 @@ def run_engine(
         report=report,
         process_peaks_mib={kind: round(rss / 2**20, 1) for kind, rss in sorted(peaks.by_kind.items())},
         gc=jvm_gc_summary(output, jvm_pid=peaks.biggest_jvm) if engine == "spark" else None,
+        stopped=stopped,
+        memory_cap_mib=round(memory_cap / 2**20, 1) if memory_cap else None,
+    )
+
+
+def completed_duckdb_walls(measurements: Sequence[Measurement]) -> dict[str, float]:
+    """DuckDB's wall seconds per input, where it completed: the "x duckdb" ratio's divisor."""
+    return {m.input: m.wall_s for m in measurements if m.engine == "duckdb" and not m.stopped}
+
+
+def duckdb_ratio(m: Measurement, duckdb_wall: dict[str, float]) -> str:
+    return f"{m.wall_s / duckdb_wall[m.input]:.1f}" if duckdb_wall.get(m.input) and not m.stopped else "-"
+
+
+def stopped_line(m: Measurement) -> str:
+    """A stopped run in a line: how long it ran, how much it held, under which cap, and why."""
+    cap = f" under a {m.memory_cap_mib:,.0f} MiB memory cap" if m.memory_cap_mib else ""
+    return (
+        f"{m.engine} at scale {m.scale} stopped after {m.wall_s:.1f} s, peak RSS {m.peak_rss_mib:,.0f} MiB"
+        f"{cap}: {m.stopped}"
     )
 
 
 def render_table(measurements: Sequence[Measurement]) -> str:
-    """One line per run; "x duckdb" is the wall time over DuckDB's on the same input."""
-    duckdb_wall = {m.input: m.wall_s for m in measurements if m.engine == "duckdb"}
+    """One line per run; "x duckdb" is the wall time over DuckDB's on the same input. A stopped
+    run shows its wall time and peak RSS up to the moment it stopped, and why it stopped."""
+    duckdb_wall = completed_duckdb_walls(measurements)
     width = max([5, *(len(m.scale) for m in measurements)])
     header = (
         f"{'engine':<7} {'scale':>{width}} {'rows read':>11} {'published':>11} {'revenue':>20} "
@@ -230,11 +351,18 @@ def render_table(measurements: Sequence[Measurement]) -> str:
     )
     lines = [header, "-" * len(header)]
     for m in measurements:
-        ratio = f"{m.wall_s / duckdb_wall[m.input]:.1f}" if duckdb_wall.get(m.input) else "-"
+        ratio = duckdb_ratio(m, duckdb_wall)
         load = "/".join(f"{value:.1f}" for value in m.load_before) + f" -> {m.load_after[0]:.1f}"
+        if m.stopped:
+            counts = f"{'-':>11} {'stopped':>11} {'-':>20}"
+            rate = "-"
+        else:
+            counts = f"{m.read:>11,} {m.published:>11,} {m.revenue:>20,}"
+            rate = f"{m.rows_per_s:,.0f}"
         lines.append(
-            f"{m.engine:<7} {m.scale:>{width}} {m.read:>11,} {m.published:>11,} {m.revenue:>20,} "
-            f"{m.wall_s:>7.1f} {m.peak_rss_mib:>12,.0f} {m.rows_per_s:>10,.0f} {ratio:>8}  {load}"
+            f"{m.engine:<7} {m.scale:>{width}} {counts} "
+            f"{m.wall_s:>7.1f} {m.peak_rss_mib:>12,.0f} {rate:>10} {ratio:>8}  {load}"
+            + (f"  STOPPED: {m.stopped}" if m.stopped else "")
         )
     return "\n".join(lines)
 
@@ -300,7 +428,7 @@ def memory_verdict(measurements: Sequence[Measurement]) -> str:
     it. The heap figure is no verdict: G1 leaves old garbage in place until its heap fills,
     so it grows with the run's length whatever the job holds (run.py's bounded-heap check
     runs the biggest input in a small heap instead)."""
-    runs = sorted((m for m in measurements if m.engine == "spark"), key=lambda m: m.read)
+    runs = sorted((m for m in measurements if m.engine == "spark" and not m.stopped), key=lambda m: m.read)
     if len({m.read for m in runs}) < 2:
         return "driver memory across scales: needs spark runs on two input sizes"
     small, large = runs[0], runs[-1]
@@ -322,6 +450,37 @@ def memory_verdict(measurements: Sequence[Measurement]) -> str:
     )
 
 
+def scale_up_verdict(measurements: Sequence[Measurement]) -> str:
+    """Issue #18's SCALE=100 criteria, from the completed spark runs at scales 10 and 100 of
+    this same run (same code, same machine, minutes apart): the Python driver's peak RSS no
+    more than at SCALE=10, the wall time at most 11x. Figures from an earlier run are not
+    compared: the code or the machine's load may have changed since."""
+    small_scale, large_scale, bound = SCALE_UP
+    runs = {m.scale: m for m in measurements if m.engine == "spark" and not m.stopped}
+    what = f"issue #18, scale {small_scale} -> {large_scale}"
+    if small_scale not in runs or large_scale not in runs:
+        return (
+            f"{what}: not compared (needs completed spark runs at both scales in the same run: "
+            f'make bench SCALES="{small_scale} {large_scale}")'
+        )
+    small, large = runs[small_scale], runs[large_scale]
+    ratio = large.wall_s / small.wall_s
+    wall = f"wall {small.wall_s:,.1f} -> {large.wall_s:,.1f} s ({ratio:.1f}x, at most {bound:g}x: "
+    wall += "met)" if ratio <= bound else "NOT met)"
+    before, after = small.python_driver_mib, large.python_driver_mib
+    if before and after:
+        driver = f"python driver peak RSS {before:,.0f} -> {after:,.0f} MiB (no more: "
+        driver += "met)" if after <= before else f"NOT met, +{after - before:,.0f} MiB)"
+    else:
+        driver = "python driver peak RSS not measured"
+    return f"{what} ({large.read / small.read:.1f}x the rows): {wall}; {driver}"
+
+
+def stopped_notes(measurements: Sequence[Measurement]) -> list[str]:
+    """One line per stopped run: left out of the agreement check, and why."""
+    return [f"{stopped_line(m)} (left out of the agreement check)" for m in measurements if m.stopped]
+
+
 def as_json(measurement: Measurement) -> dict:
     """A measurement as JSON-ready values (the engine's report left out)."""
     return {
@@ -334,10 +493,11 @@ def as_json(measurement: Measurement) -> dict:
 
 def check_agreement(measurements: Sequence[Measurement]) -> list[str]:
     """Problems (empty: all agree): per input, every engine's published rows and revenue must
-    be the same, exactly; differing `read` counts are reported too."""
+    be the same, exactly; differing `read` counts are reported too. Stopped runs have no
+    figures to compare and are skipped (`stopped_notes` says so)."""
     problems = []
     for input_path in dict.fromkeys(m.input for m in measurements):
-        runs = [m for m in measurements if m.input == input_path]
+        runs = [m for m in measurements if m.input == input_path and not m.stopped]
         for name in ("published", "revenue", "read"):
             values = {m.engine: getattr(m, name) for m in runs}
             if len(set(values.values())) > 1:
@@ -354,21 +514,31 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--input", nargs="+", type=Path, required=True, help="one or more CSV files")
     parser.add_argument("--work", type=Path, default=REPO_ROOT / "data" / "bench" / "references")
     parser.add_argument("--json", type=Path, help="also write the measurements here")
+    parser.add_argument(
+        "--memory-cap",
+        default=DEFAULT_MEMORY_CAP,
+        help=f"cap each reference's data segment (RLIMIT_DATA; not Spark's) at this size, e.g. 8g, "
+        f"200m; 'none' for no cap (default {DEFAULT_MEMORY_CAP})",
+    )
     args = parser.parse_args(argv)
+    memory_cap = parse_size(args.memory_cap)
     print(f"RSS sampling: {'psutil ' + psutil.__version__ if psutil else '/proc'}, every {SAMPLE_SECONDS} s")
     measurements = []
     for input_path in args.input:
         work = args.work / f"scale_{scale_of(input_path)}"
         work.mkdir(parents=True, exist_ok=True)
         for engine in args.engines:
-            measurements.append(run_engine(engine, input_path, work))
+            measurements.append(run_engine(engine, input_path, work, memory_cap=memory_cap))
             print(render_table(measurements).splitlines()[-1], flush=True)
     print("\n" + render_table(measurements))
     print("\n" + render_memory(measurements))
     if args.json:
         args.json.write_text(json.dumps([as_json(m) for m in measurements], indent=2))
     problems = check_agreement(measurements)
-    print("\n".join(problems) if problems else "All engines agree on published rows and revenue.")
+    print("\n".join(stopped_notes(measurements)))
+    print(
+        "\n".join(problems) if problems else "All engines that completed agree on published rows and revenue."
+    )
     return 1 if problems else 0
 
 

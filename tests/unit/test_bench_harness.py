@@ -241,6 +241,171 @@ def test_the_results_table_keeps_its_columns() -> None:
     assert lines[3].split()[8] == "10.0"
 
 
+# Memory cap and stopped engines
+
+ALLOCATE_400_MIB = "blob = bytearray(400 * 2**20); print('allocated', len(blob))"
+# A stand-in for the job: allocates past the cap, then writes the run report the harness reads.
+FAKE_JOB = (
+    ALLOCATE_400_MIB
+    + """
+import json, pathlib, sys
+reports = pathlib.Path(sys.argv[1]) / "reports"
+reports.mkdir(parents=True)
+figures = {"read": 3, "published": 3, "filtered": {}, "quarantined": {}, "published_revenue": "1.5"}
+(reports / "run_report.json").write_text(json.dumps(figures))
+"""
+)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [("8g", 8 * 2**30), ("200m", 200 * 2**20), ("512MiB", 512 * 2**20), ("1.5G", 3 * 2**29), ("none", None)],
+)
+def test_memory_caps_are_read_in_binary_units(text: str, expected: int | None) -> None:
+    assert harness.parse_size(text) == expected
+
+
+def test_a_cap_that_is_not_a_size_is_refused() -> None:
+    with pytest.raises(ValueError, match="not a size"):
+        harness.parse_size("lots")
+
+
+def fake_engine(monkeypatch: pytest.MonkeyPatch, code: str) -> None:
+    """Every engine's command becomes `python -c code <output>`."""
+
+    def command(engine: str, input_path: Path, output: Path, python: str, **_: object) -> list[str]:
+        return [python, "-c", code, str(output)]
+
+    monkeypatch.setattr(harness, "engine_command", command)
+
+
+def test_an_engine_that_allocates_past_its_cap_is_a_stopped_result(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    fake_engine(monkeypatch, ALLOCATE_400_MIB)
+
+    run = harness.run_engine(
+        "pandas", tmp_path / "online_retail_scale_1.csv", tmp_path, memory_cap=200 * 2**20
+    )
+
+    assert run.stopped == "MemoryError"
+    assert run.memory_cap_mib == 200.0
+    assert (run.read, run.published, run.rows_per_s) == (0, 0, 0.0)
+    assert 0 < run.peak_rss_mib < 200
+
+
+def test_the_same_engine_completes_without_a_cap(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    fake_engine(monkeypatch, FAKE_JOB)
+
+    run = harness.run_engine(
+        "spark", tmp_path / "online_retail_scale_1.csv", tmp_path, memory_cap=200 * 2**20
+    )
+
+    # The Spark job is never capped: its JVM is bounded by spark.driver.memory instead.
+    assert (run.stopped, run.memory_cap_mib) == (None, None)
+    assert (run.read, run.published, run.revenue) == (3, 3, Decimal("1.5"))
+    assert run.peak_rss_mib > 400
+
+
+def test_an_engine_killed_by_a_signal_says_which(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    fake_engine(
+        monkeypatch, "import os, signal; print('working', flush=True); os.kill(os.getpid(), signal.SIGKILL)"
+    )
+
+    run = harness.run_engine("polars", tmp_path / "online_retail_scale_1.csv", tmp_path)
+
+    assert run.stopped == "killed by SIGKILL: working"
+
+
+def test_the_short_error_prefers_the_line_that_names_the_memory_error() -> None:
+    duckdb_log = (
+        "Traceback (most recent call last):\n"
+        "_duckdb.OutOfMemoryException: Out of Memory Error: Failed to allocate block of 262144 bytes\n\n"
+        "Possible solutions:\n* Reducing the number of threads (SET threads=X)\n"
+        "See also https://duckdb.org/docs/current/guides/performance/how_to_tune_workloads\n"
+    )
+    rust_abort = "memory allocation of 8388528 bytes failed\nstack backtrace:\nskipping backtrace printing\n"
+
+    assert harness.short_error(duckdb_log, 1).startswith("_duckdb.OutOfMemoryException: Out of Memory Error")
+    assert (
+        harness.short_error(rust_abort, -6) == "killed by SIGABRT: memory allocation of 8388528 bytes failed"
+    )
+    assert harness.short_error("ValueError: bad input\n", 2) == "ValueError: bad input"
+    assert harness.short_error("", 3) == "exited 3"
+
+
+def stopped(engine: str, scale: str, read: int, *, wall_s: float, error: str) -> harness.Measurement:
+    run = measurement(engine, scale, read, wall_s=wall_s)
+    return dataclasses.replace(
+        run,
+        read=0,
+        published=0,
+        filtered=0,
+        quarantined=0,
+        revenue=Decimal(0),
+        stopped=error,
+        memory_cap_mib=8192.0,
+    )
+
+
+def test_the_table_shows_a_stopped_engine_with_its_error() -> None:
+    runs = [
+        measurement("duckdb", "100", 54_000_000, wall_s=100.0),
+        stopped("pandas", "100", 54_000_000, wall_s=312.4, error="MemoryError"),
+    ]
+
+    lines = harness.render_table(runs).splitlines()
+
+    assert lines[3].split()[:9] == ["pandas", "100", "-", "stopped", "-", "312.4", "1,500", "-", "-"]
+    assert lines[3].endswith("STOPPED: MemoryError")
+    assert lines[2].split()[8] == "1.0"  # DuckDB's own ratio, as before
+
+
+def test_a_stopped_engine_is_left_out_of_the_agreement_check_and_says_so() -> None:
+    runs = [
+        measurement("duckdb", "100", 54_000_000, wall_s=100.0),
+        stopped("pandas", "100", 54_000_000, wall_s=312.4, error="MemoryError"),
+    ]
+
+    assert harness.check_agreement(runs) == []
+    assert harness.stopped_notes(runs) == [
+        "pandas at scale 100 stopped after 312.4 s, peak RSS 1,500 MiB under a 8,192 MiB memory cap: "
+        "MemoryError (left out of the agreement check)"
+    ]
+
+
+def test_a_stopped_duckdb_gives_no_ratio() -> None:
+    runs = [
+        stopped("duckdb", "100", 54_000_000, wall_s=50.0, error="Out of Memory Error"),
+        measurement("spark", "100", 54_000_000, wall_s=500.0),
+    ]
+
+    assert harness.render_table(runs).splitlines()[3].split()[8] == "-"
+
+
+def test_the_scale_up_verdict_compares_scale_10_with_scale_100_of_the_same_run() -> None:
+    ten = spark_run("10", 5_000_000, driver=97.0, jvm=3900.0, heap_after=420.0)
+    hundred = dataclasses.replace(
+        spark_run("100", 50_000_000, driver=96.0, jvm=3900.0, heap_after=430.0), wall_s=400.0
+    )
+    slow = dataclasses.replace(
+        spark_run("100", 50_000_000, driver=99.0, jvm=3900.0, heap_after=430.0), wall_s=480.0
+    )
+
+    assert harness.scale_up_verdict([ten, hundred]) == (
+        "issue #18, scale 10 -> 100 (10.0x the rows): wall 40.0 -> 400.0 s (10.0x, at most 11x: met); "
+        "python driver peak RSS 97 -> 96 MiB (no more: met)"
+    )
+    assert harness.scale_up_verdict([ten, slow]).endswith(
+        "(12.0x, at most 11x: NOT met); python driver peak RSS 97 -> 99 MiB (no more: NOT met, +2 MiB)"
+    )
+    assert "not compared" in harness.scale_up_verdict([hundred])
+    assert 'make bench SCALES="10 100"' in harness.scale_up_verdict([ten])
+    failed = dataclasses.replace(hundred, stopped="killed by SIGKILL")
+    assert "not compared" in harness.scale_up_verdict([ten, failed])
+    assert "needs spark runs on two input sizes" in harness.memory_verdict([ten, failed])
+
+
 # docs/benchmarks.md
 
 
@@ -354,6 +519,29 @@ def test_the_committed_document_has_its_markers_and_heading() -> None:
 
     assert bench_doc.splice(text, "figures").count(bench_doc.BEGIN) == 1
     assert "\n## What moved which figure\n" in outside_markers(text)[1]
+
+
+def test_the_generated_part_shows_a_stopped_engine_and_the_cap() -> None:
+    runs = [
+        measurement("duckdb", "100", 54_000_000, wall_s=100.0),
+        stopped("pandas", "100", 54_000_000, wall_s=312.4, error="MemoryError"),
+    ]
+    run = dataclasses.replace(bench_run(runs), memory_cap="8g")
+
+    text = bench_doc.render_markdown(run)
+
+    assert "| pandas | 100 | - | stopped | 312.4 | 1,500 | - | - | 0.5/0.4/0.3 -> 1.5 |" in text
+    assert (
+        "- pandas at scale 100 stopped after 312.4 s, peak RSS 1,500 MiB "
+        "under a 8,192 MiB memory cap: MemoryError" in text
+    )
+    assert "capped at 8g" in text
+    assert (
+        "All engines that completed published the same rows and revenue at each scale.\n"
+        "- pandas at scale 100: stopped, not compared" in text
+    )
+    assert "issue #18, scale 10 -> 100: not compared" in text
+    assert "ran without a memory cap" in bench_doc.render_markdown(bench_run(runs[:1]))
 
 
 def test_the_notes_of_a_run_get_a_section_of_their_own() -> None:

@@ -7,6 +7,8 @@ skipped when its package is not installed; the whole file runs in a few seconds.
 from __future__ import annotations
 
 import importlib
+import subprocess
+import sys
 from decimal import Decimal
 from pathlib import Path
 from types import ModuleType
@@ -17,6 +19,7 @@ from benchmarks.references import common, line_scan
 from retail_pipeline import rules
 from tests.conftest import BAD_INPUT_CSV, SAMPLE_CSV
 
+REPO_ROOT = Path(__file__).resolve().parents[2]
 ENGINES = {"duckdb": "duckdb", "pandas": "pandas", "polars": "polars"}
 
 
@@ -134,3 +137,32 @@ def test_the_spark_floor_publishes_what_the_job_does_on_clean_input(spark, tmp_p
     assert rows == written.count() == 9_853
     assert written.agg({"revenue": "sum"}).first()[0] == Decimal("184239.8300")
     assert sorted(written.columns) == sorted(rules.CURATED_COLUMNS)
+
+
+SHOW_DUCKDB_MEMORY = """
+import resource, sys
+from pathlib import Path
+cap = int(sys.argv[2])
+if cap:  # as the bench's cap (harness.cap_memory) does in the reference's process
+    resource.setrlimit(resource.RLIMIT_DATA, (cap, cap))
+import duckdb
+from benchmarks.references import duckdb_reference
+connection = duckdb.connect()
+limit = duckdb_reference.limit_memory(connection, Path(sys.argv[1]))
+setting = "current_setting('memory_limit'), current_setting('temp_directory')"
+print(limit, *connection.execute(f"SELECT {setting}").fetchone(), sep="|")
+"""
+
+
+def test_duckdb_spills_under_the_bench_memory_cap(tmp_path: Path) -> None:
+    pytest.importorskip("duckdb")
+
+    def show(cap: int) -> list[str]:
+        command = [sys.executable, "-c", SHOW_DUCKDB_MEMORY, str(tmp_path / "spill"), str(cap)]
+        done = subprocess.run(command, capture_output=True, text=True, check=True, cwd=REPO_ROOT)
+        return done.stdout.strip().split("|")
+
+    limit, memory_limit, temp_directory = show(2 * 2**30)
+    assert (limit, memory_limit) == ("1024MiB", "1.0 GiB")  # half the cap: the rest is Python's
+    assert temp_directory == str(tmp_path / "spill")  # not DuckDB's default .tmp in the repo
+    assert show(0)[0] == "None"
