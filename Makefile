@@ -46,11 +46,15 @@ stream-demo: install ## Streaming path end to end on the sample (moto: API, Kine
 daily-demo: java install ## Daily operation on the sample: one file a day, --incremental, load after each
 	$(PY) scripts/daily_demo.py
 
+# Test workers (pytest-xdist): each has its own Spark session and servers. A test file runs in one
+# worker, so its module fixtures are built once; the shared sample run is built once per run.
+TEST_WORKERS ?= 2
+
 test: java install ## Run the tests (unit and integration)
-	$(PY) -m pytest
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile
 
 test-fast: install ## The tests that need no JVM and no server (the edit-test loop)
-	$(PY) -m pytest -m "not services" -q
+	$(PY) -m pytest -m "not services" -q -n $(TEST_WORKERS) --dist loadfile
 
 data: install ## Generate a synthetic input of SCALE x 541,909 rows: make data SCALE=10
 	$(PY) -m retail_pipeline_dev.synthetic --scale $(SCALE)

@@ -38,6 +38,7 @@ CORE = ["PyYAML>=6.0,<7"]
 LINEAGE = ["openlineage-python==1.54.0"]
 DEV = [
     "pytest==9.2.0",
+    "pytest-xdist==3.8.0",  # make test: two workers, one file per worker at a time
     "chispa==0.12.0",
     "ruff==0.17.6",
     "mypy==2.4.1",
