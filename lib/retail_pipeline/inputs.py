@@ -15,7 +15,7 @@ import logging
 import os
 import re
 import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -175,26 +175,58 @@ def compression(path: str) -> str | None:
 
 
 def text_chunks(fs: HadoopFileSystem, path: str, size: int) -> Iterator[bytes]:
-    """A file's text (its bytes, decompressed for .gz and .bz2) in chunks, in bounded memory."""
+    """A file's text (its bytes, decompressed for .gz and .bz2) in chunks of at most
+    READ_CHUNK bytes, in bounded memory (a highly compressed file too)."""
     suffix = compression(path)
+    compressed = (fs.read_bytes(path, start=start, length=READ_CHUNK) for start in range(0, size, READ_CHUNK))
     if suffix is None:
-        for start in range(0, size, READ_CHUNK):
-            yield fs.read_bytes(path, start=start, length=READ_CHUNK)
+        yield from compressed
         return
-    decompressor = DECOMPRESSORS[suffix]()
     try:
-        for start in range(0, size, READ_CHUNK):
-            data = fs.read_bytes(path, start=start, length=READ_CHUNK)
-            while data:
-                yield decompressor.decompress(data)
-                # A file of several members (concatenated .gz or .bz2) restarts after each.
-                data = decompressor.unused_data if decompressor.eof else b""
-                if data:
-                    decompressor = DECOMPRESSORS[suffix]()
+        yield from decompressed(compressed, suffix)
     except (OSError, EOFError, zlib.error, ValueError) as error:
         raise InputError(f"{path}: not a valid {suffix} file ({error}): re-deliver it") from None
+    except EndsEarlyError:
+        raise InputError(f"{path}: the {suffix} file ends early (cut short?): re-deliver it") from None
+
+
+class EndsEarlyError(Exception):
+    """The compressed stream ended inside a member."""
+
+
+def decompressed(chunks: Iterable[bytes], suffix: str) -> Iterator[bytes]:
+    """The decompressed text of `chunks` of a .gz or .bz2 file, at most READ_CHUNK bytes at
+    a time. A file of several members (concatenated .gz or .bz2) restarts after each."""
+    decompressor = DECOMPRESSORS[suffix]()
+    for chunk in chunks:
+        data = chunk
+        while data:
+            yield from _drain(decompressor, data)
+            data = decompressor.unused_data if decompressor.eof else b""
+            if data:
+                decompressor = DECOMPRESSORS[suffix]()
     if not decompressor.eof:
-        raise InputError(f"{path}: the {suffix} file ends early (cut short?): re-deliver it")
+        raise EndsEarlyError
+
+
+def _drain(decompressor: Any, data: bytes) -> Iterator[bytes]:
+    """All the output of `data`, READ_CHUNK bytes at most per piece: zlib keeps the input it
+    has not used in unconsumed_tail, bz2 keeps it inside (needs_input False)."""
+    text = decompressor.decompress(data, READ_CHUNK)
+    while True:
+        if text:
+            yield text
+        if decompressor.eof:
+            return
+        tail = getattr(decompressor, "unconsumed_tail", None)
+        if tail is not None:  # zlib: more output while input is left or the buffer was full
+            if not tail and len(text) < READ_CHUNK:
+                return
+            text = decompressor.decompress(tail, READ_CHUNK)
+        elif decompressor.needs_input:  # bz2
+            return
+        else:
+            text = decompressor.decompress(b"", READ_CHUNK)
 
 
 def _check_encoding_of(path: str, head: bytes, codec: str) -> None:
