@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
 # Money and quantity: revenue = quantity x unit_price is exact in DECIMAL(23,4), since an int
 # has at most 10 digits and the price at most 12.
@@ -28,6 +28,10 @@ class CuratedColumn:
     nullable: bool = False
 
 
+# Lineage: the input file's URI (the unit a run replaces) and the run that published it.
+SOURCE_FILE: Final = "source_file"
+RUN_ID: Final = "run_id"
+
 # In the files' order; the partition columns are folder names, not in the files.
 CURATED_FILE_COLUMNS: tuple[CuratedColumn, ...] = (
     CuratedColumn("invoice_no", "string"),
@@ -39,19 +43,18 @@ CURATED_FILE_COLUMNS: tuple[CuratedColumn, ...] = (
     CuratedColumn("invoice_ts", "timestamp_ntz"),
     CuratedColumn("customer_id", "string"),
     CuratedColumn("country", "string"),
-    # Lineage: the input file's URI (the unit a run replaces) and the run that published it.
-    CuratedColumn("source_file", "string"),
-    CuratedColumn("run_id", "string"),
+    CuratedColumn(SOURCE_FILE, "string"),
+    CuratedColumn(RUN_ID, "string"),
 )
 PARTITION_COLUMNS: tuple[str, ...] = ("invoice_year", "invoice_month")
-LINEAGE_COLUMNS: tuple[str, ...] = ("source_file", "run_id")
+LINEAGE_COLUMNS: tuple[str, ...] = (SOURCE_FILE, RUN_ID)
 CURATED_COLUMNS: tuple[str, ...] = (*(c.name for c in CURATED_FILE_COLUMNS), *PARTITION_COLUMNS)
 
 # Where a line ends, and the run statuses a report can carry.
-OUTCOME_HEADER = "header"
-OUTCOME_QUARANTINED = "quarantined"
-OUTCOME_FILTERED = "filtered"
-OUTCOME_PUBLISHED = "published"
+OUTCOME_HEADER: Final = "header"
+OUTCOME_QUARANTINED: Final = "quarantined"
+OUTCOME_FILTERED: Final = "filtered"
+OUTCOME_PUBLISHED: Final = "published"
 STATUS_SUCCEEDED = "succeeded"
 STATUS_NOTHING_NEW = "nothing_new"
 STATUS_FAILED_QUALITY_GATE = "failed_quality_gate"

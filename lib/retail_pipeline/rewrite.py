@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from retail_pipeline import rules
+from retail_pipeline import contract, rules
 from retail_pipeline.ledger import Ledger, Month
 from retail_pipeline.report import AccountingError
 from retail_pipeline.storage import HadoopFileSystem
@@ -89,7 +89,9 @@ def write_months(
         )
         for m in plan.merged
     ]
-    kept = functools.reduce(DataFrame.unionByName, months).where(~F.col("source_file").isin(list(sources)))
+    kept = functools.reduce(DataFrame.unionByName, months).where(
+        ~F.col(contract.SOURCE_FILE).isin(list(sources))
+    )
     new_months = [f"{staged}/{month_folder(m)}" for m in plan.merged if staged_lines.get(m)]
     lines = kept
     if new_months:

@@ -14,12 +14,12 @@ import json
 from decimal import Decimal
 from typing import Any, Final, Literal, NamedTuple
 
-from retail_pipeline import limits, rules
+from retail_pipeline import contract, limits, rules
 from retail_pipeline.stream.body import RawRecord
 
-PUBLISHED: Final = "published"
-FILTERED: Final = "filtered"
-QUARANTINED: Final = "quarantined"
+PUBLISHED: Final = contract.OUTCOME_PUBLISHED
+FILTERED: Final = contract.OUTCOME_FILTERED
+QUARANTINED: Final = contract.OUTCOME_QUARANTINED
 # A line id already stored by another Kinesis record: the producer sent the line twice.
 DUPLICATE: Final = "duplicate"
 DUPLICATE_REASON = "duplicate_line_id"
