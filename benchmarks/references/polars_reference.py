@@ -156,6 +156,9 @@ def classify(fields: pl.LazyFrame, truncated_last_line: str | None) -> pl.LazyFr
         "empty_line": LINE.str.strip_chars(" ") == "",
         "truncated_last_line": LINE.eq(truncated_last_line) if truncated_last_line else pl.lit(False),
         "unclosed_quote": QUOTES % 2 == 1,
+        # The rules' pattern without its possessive quantifiers (Rust's regex has none and
+        # never backtracks; for this grammar both match the same lines).
+        "misplaced_quote": (QUOTES > 0) & ~LINE.str.contains(rules.WELL_QUOTED_LINE.replace("*+", "*")),
         "wrong_field_count": pl.col("wrong_field_count").fill_null(False),
     }
     # Ordered as rules.LINE_REASONS says (a KeyError here means the two drifted apart).

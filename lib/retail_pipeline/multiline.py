@@ -5,9 +5,10 @@ readers (Hadoop's, the body parser's) split it, and each fragment would be quara
 `join_records` puts such a record back together: a line with an odd number of quotes (the
 rules' `unclosed_quote`) is joined with the lines after it until the record's quotes are even
 again, as a CSV reader closes the field, if the lines then make one well-formed record of
-`rules.CSV_SYNTAX.field_count` fields (each quote opening or closing a field). Each line
-break inside the record becomes `rules.CSV_SYNTAX.line_break_in_field`, so the record is one
-line that the rules then judge like any other (in Description the break becomes one space).
+`rules.CSV_SYNTAX.field_count` fields with well-formed quoting (`rules.well_quoted`: each
+quote opens or closes a field, or is doubled inside one). Each line break inside the record
+becomes `rules.CSV_SYNTAX.line_break_in_field`, so the record is one line that the rules then
+judge like any other (in Description the break becomes one space).
 
 Bounded: a record spans at most `limits.RECORD_MAX_LINES` lines and `limits.RECORD_MAX_BYTES`;
 a quote still open beyond that, or at a text's unterminated end, is a stray quote: its line
@@ -99,7 +100,7 @@ def _first_record(
 
 
 def _is_one_record(record: Record) -> bool:
-    fields = rules.csv_fields(LINE_BREAK.sub("", record.text), strict=True)
+    fields = rules.csv_fields(LINE_BREAK.sub("", record.text))
     return fields is not None and len(fields) == rules.CSV_SYNTAX.field_count
 
 

@@ -13,7 +13,6 @@ A raw line ends in exactly one of three places:
 
 from __future__ import annotations
 
-import csv
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -116,6 +115,21 @@ class CsvSyntax:
 
 
 CSV_SYNTAX = CsvSyntax(delimiter=",", quote='"', field_count=len(RAW_COLUMNS), line_break_in_field="\x1a")
+if any(len(c) != 1 or re.escape(c) != c for c in (CSV_SYNTAX.delimiter, CSV_SYNTAX.quote)):
+    raise RuntimeError("rules.CSV_SYNTAX: the patterns below take one plain character each")
+
+# Well-formed quoting (RFC 4180, strictly): a field is either plain, with no quote in it, or
+# quoted whole, each quote inside it doubled, and nothing outside its quotes, not even a space
+# (RFC 4180 makes spaces part of a field, and a field holding a quote must be quoted). Spark's
+# parser and Python's csv read other quoting each their own way (`"b"c`, ` "b"`, `b"c`), so such
+# a line is malformed rather than read. Possessive quantifiers (the same in Java and Python
+# 3.11): no backtracking, and Java loops over a long field instead of recursing.
+_Q, _D = CSV_SYNTAX.quote, CSV_SYNTAX.delimiter
+QUOTED_FIELD = f"{_Q}[^{_Q}]*+(?:{_Q}{_Q}[^{_Q}]*+)*+{_Q}"
+PLAIN_FIELD = f"[^{_Q}{_D}]*+"
+WELL_QUOTED_LINE = f"^(?:{QUOTED_FIELD}|{PLAIN_FIELD})(?:{_D}(?:{QUOTED_FIELD}|{PLAIN_FIELD}))*+$"
+# U+FFFF, a noncharacter no text holds, ends the input for Spark's CSV parser: no line may hold it.
+NONCHARACTER = "\uffff"
 
 
 @dataclass(frozen=True)
@@ -123,23 +137,26 @@ class LineCheck(QuarantineReason):
     """A check on a line's (a record's) whole text, before it is split into fields.
 
     `kind` is one of:
-    - "undecodable": the text holds U+FFFD (what a decoder puts for invalid bytes) or a lone
-      surrogate (bytes a surrogateescape decoder could not read);
+    - "undecodable": the text holds U+FFFD (what a decoder puts for invalid bytes), a lone
+      surrogate (bytes a surrogateescape decoder could not read) or NONCHARACTER;
     - "blank": the text is empty or spaces only;
     - "cut_short": the file's last line, without a line break (batch inputs only);
     - "odd_quotes": an odd number of CSV_SYNTAX.quote characters (a quoted field never closed);
+    - "misquoted": the text holds a quote but is not WELL_QUOTED_LINE;
     - "field_count": CSV_SYNTAX splits it into other than CSV_SYNTAX.field_count fields
       (always the last check: it is the split itself).
     """
 
-    kind: Literal["undecodable", "blank", "cut_short", "odd_quotes", "field_count"] = "field_count"
+    kind: Literal["undecodable", "blank", "cut_short", "odd_quotes", "misquoted", "field_count"] = (
+        "field_count"
+    )
 
 
 # Reasons found while splitting a line into fields, checked first and in this order.
 LINE_REASONS: tuple[LineCheck, ...] = (
     LineCheck(
         "invalid_encoding",
-        "the line holds bytes that are not valid in the input's encoding (batch.encoding)",
+        "the line holds bytes that are not valid in the input's encoding (batch.encoding), or U+FFFF",
         "undecodable",
     ),
     LineCheck("empty_line", "the line is empty", "blank"),
@@ -149,6 +166,11 @@ LINE_REASONS: tuple[LineCheck, ...] = (
         "cut_short",
     ),
     LineCheck("unclosed_quote", "a quoted field is never closed", "odd_quotes"),
+    LineCheck(
+        "misplaced_quote",
+        "a quote inside an unquoted field, or text (even a space) outside a quoted field's quotes",
+        "misquoted",
+    ),
     LineCheck("wrong_field_count", f"the line does not have {CSV_SYNTAX.field_count} fields", "field_count"),
 )
 if LINE_REASONS[-1].kind != "field_count":
@@ -274,6 +296,8 @@ FILTER_RULE_NAMES = tuple(rule.name for rule in FILTER_RULES)
 # ---------------------------------------------------------------------------------------------
 
 _PATTERNS = {check.pattern: re.compile(check.pattern) for check in FIELD_CHECKS if check.pattern}
+_WELL_QUOTED_RE = re.compile(WELL_QUOTED_LINE)
+_FIELD_RE = re.compile(f"{QUOTED_FIELD}|{PLAIN_FIELD}")
 _CONTROL_RE = re.compile(CONTROL_CHARACTERS)
 _CONTROL_RUN_RE = re.compile(CONTROL_RUN)
 _CUSTOMER_SUFFIX_RE = re.compile(CUSTOMER_ID_FLOAT_SUFFIX)
@@ -321,26 +345,40 @@ def split_line(line: str, *, cut_short: bool = False) -> list[str] | str:
 def line_check_fails(check: LineCheck, line: str, *, cut_short: bool = False) -> bool:
     """Whether a line fails one of the checks before the split (see `LineCheck`)."""
     if check.kind == "undecodable":
-        return REPLACEMENT_CHARACTER in line or not limits.is_text(line)
+        return REPLACEMENT_CHARACTER in line or NONCHARACTER in line or not limits.is_text(line)
     if check.kind == "blank":
         return line.strip(" ") == ""
     if check.kind == "cut_short":
         return cut_short
     if check.kind == "odd_quotes":
         return line.count(CSV_SYNTAX.quote) % 2 == 1
+    if check.kind == "misquoted":
+        return not well_quoted(line)
     raise ValueError(f"line check {check.name!r} of kind {check.kind!r} is the split, not a test of the text")
 
 
-def csv_fields(line: str, *, strict: bool = False) -> list[str] | None:
-    """A line (without its line break) split as CSV_SYNTAX says, or None if it cannot be.
-    `strict`: a quote may only open a field or close it right before a delimiter or the end."""
-    reader = csv.reader(
-        [line], delimiter=CSV_SYNTAX.delimiter, quotechar=CSV_SYNTAX.quote, doublequote=True, strict=strict
-    )
-    try:
-        return next(reader, [])
-    except csv.Error:
+def well_quoted(line: str) -> bool:
+    """Whether a line's quoting is WELL_QUOTED_LINE (a line without quotes always is)."""
+    return CSV_SYNTAX.quote not in line or _WELL_QUOTED_RE.match(line) is not None
+
+
+def csv_fields(line: str) -> list[str] | None:
+    """A line (without its line break) split as CSV_SYNTAX says, or None if its quoting is not
+    well formed (`well_quoted`). Split here rather than by the csv module, which allows other
+    quoting and refuses fields over 128 KiB."""
+    if CSV_SYNTAX.quote not in line:
+        return line.split(CSV_SYNTAX.delimiter)
+    if _WELL_QUOTED_RE.match(line) is None:
         return None
+    fields, position, quote = [], 0, CSV_SYNTAX.quote
+    while True:
+        match = _FIELD_RE.match(line, position)
+        assert match is not None  # PLAIN_FIELD matches the empty text
+        text = match.group()
+        fields.append(text[1:-1].replace(quote + quote, quote) if text.startswith(quote) else text)
+        position = match.end() + 1  # past the delimiter
+        if position > len(line):
+            return fields
 
 
 def clean_text(value: str | None) -> str | None:

@@ -3,7 +3,9 @@
 The chain, from raw text lines to one classified row per line:
 
     lines                      source_file, line
-      .transform(split_fields)            + fields (struct of the 8 raw strings, and _malformed)
+      .transform(split_fields)            + _well_quoted, fields (struct of the 8 raw strings,
+                                            and _malformed; null where the quoting is not
+                                            well formed)
       .transform(clean_fields)            + clean (the 8 fields trimmed, empty as null)
       .transform(type_fields)             + the curated columns (null where malformed)
       .transform(add_quarantine_reason, truncated_last_lines=...)   + quarantine_reason
@@ -44,12 +46,14 @@ FIELDS = "fields"
 CLEAN = "clean"
 CONTROL = "_control"
 MALFORMED = "_malformed"
+WELL_QUOTED = "_well_quoted"
 
 OUTCOME_HEADER = contract.OUTCOME_HEADER
 OUTCOME_QUARANTINED = contract.OUTCOME_QUARANTINED
 OUTCOME_FILTERED = contract.OUTCOME_FILTERED
 OUTCOME_PUBLISHED = contract.OUTCOME_PUBLISHED
 
+MAX_COLUMNS = 20_480
 RAW_FIELDS_DDL = ", ".join([f"{name} STRING" for name in rules.RAW_COLUMNS] + [f"{MALFORMED} STRING"])
 CSV_OPTIONS = {
     "mode": "PERMISSIVE",
@@ -58,6 +62,8 @@ CSV_OPTIONS = {
     # RFC 4180 quoting: a quote inside a quoted field is escaped by another quote.
     "quote": rules.CSV_SYNTAX.quote,
     "escape": rules.CSV_SYNTAX.quote,
+    # Spark's default, named: a line of more fields fails the whole job (`split_fields`).
+    "maxColumns": str(MAX_COLUMNS),
 }
 if len(rules.RAW_COLUMNS) != rules.CSV_SYNTAX.field_count:
     raise RuntimeError("rules.CSV_SYNTAX.field_count is not the number of raw columns")
@@ -119,8 +125,20 @@ def raw_field(name: str) -> Column:
 
 def split_fields(lines: DataFrame) -> DataFrame:
     """Parse each CSV line into its raw string fields; a line of the wrong shape keeps its
-    text in `fields._malformed`."""
-    return lines.withColumn(FIELDS, F.from_csv(F.col(LINE), RAW_FIELDS_DDL, CSV_OPTIONS))
+    text in `fields._malformed`. Only well-quoted lines are parsed (`_well_quoted`, as
+    `rules.well_quoted`): on others Spark's parser and Python's disagree; `fields` is null."""
+    line = F.col(LINE)
+    # Lines without quotes (nearly all) skip the regex.
+    well_quoted = ~line.contains(rules.CSV_SYNTAX.quote) | line.rlike(java_regex(rules.WELL_QUOTED_LINE))
+    # The parser throws on more than MAX_COLUMNS fields; only a line that long can have them.
+    outside_quotes = F.regexp_replace(line, rules.QUOTED_FIELD, "")
+    delimiters = F.length(outside_quotes) - F.length(
+        F.replace(outside_quotes, F.lit(rules.CSV_SYNTAX.delimiter))
+    )
+    parsable = F.col(WELL_QUOTED) & ((F.length(line) < MAX_COLUMNS) | (delimiters < MAX_COLUMNS))
+    return lines.withColumn(WELL_QUOTED, well_quoted).withColumn(
+        FIELDS, F.from_csv(F.when(parsable, line), RAW_FIELDS_DDL, CSV_OPTIONS)
+    )
 
 
 def clean_fields(fields: DataFrame) -> DataFrame:
@@ -170,11 +188,11 @@ def field_check_passes(
 
 def line_check_fails(check: rules.LineCheck, *, truncated: Column) -> Column:
     """Whether a line fails a line check (as `rules.line_check_fails` and `rules.split_line`);
-    needs `fields`. `truncated`: whether it is a file's last line, cut short."""
+    needs `fields` and `_well_quoted`. `truncated`: whether it is a file's last line, cut short."""
     line = F.col(LINE)
     if check.kind == "undecodable":
         # The reader decoded bytes invalid in the input's encoding to U+FFFD (batch.read_lines).
-        return line.contains(rules.REPLACEMENT_CHARACTER)
+        return line.contains(rules.REPLACEMENT_CHARACTER) | line.contains(rules.NONCHARACTER)
     if check.kind == "blank":
         return F.trim(line) == ""
     if check.kind == "cut_short":
@@ -186,8 +204,11 @@ def line_check_fails(check: rules.LineCheck, *, truncated: Column) -> Column:
         quote = F.lit(rules.CSV_SYNTAX.quote)
         quote_count = F.length(line) - F.length(F.replace(line, quote, F.lit("")))
         return line.contains(rules.CSV_SYNTAX.quote) & (quote_count % 2 == 1)
+    if check.kind == "misquoted":
+        return ~F.col(WELL_QUOTED)
     if check.kind == "field_count":
-        return F.col(f"{FIELDS}.{MALFORMED}").isNotNull()
+        # Null fields: a line of more than MAX_COLUMNS fields (or one quarantined before).
+        return F.col(FIELDS).isNull() | F.col(f"{FIELDS}.{MALFORMED}").isNotNull()
     raise ValueError(f"line check {check.name!r} has an unknown kind {check.kind!r}")
 
 
@@ -219,7 +240,7 @@ def add_quarantine_reason(
     return (
         typed.withColumn(CONTROL, F.col(LINE).rlike(rules.CONTROL_CHARACTERS))
         .withColumn("quarantine_reason", reason)
-        .drop(CONTROL)
+        .drop(CONTROL, WELL_QUOTED)
     )
 
 

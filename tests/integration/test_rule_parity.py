@@ -72,6 +72,8 @@ LINE_LEVEL_CASES: list[tuple[str, str | None]] = [
     ("   ", "empty_line"),
     ('536365,"85123A,X,6,12/1/2010 8:26,2.55,17850,United Kingdom', "unclosed_quote"),
     ('536365,85123A,X,6,12/1/2010 8:26,2.55,17850,"United Kingdom', "unclosed_quote"),
+    ('536365,"85123A"X,X,6,12/1/2010 8:26,2.55,17850,United Kingdom', "misplaced_quote"),
+    ('536365,85123A,X "Y",6,12/1/2010 8:26,2.55,17850', "misplaced_quote"),
     ("536365,85123A,X,6,12/1/2010 8:26,2.55,17850", "wrong_field_count"),
     (GOOD + ",", "wrong_field_count"),
     ('536365,85123A,"X,Y",6,12/1/2010 8:26,2.55,17850', "wrong_field_count"),
@@ -213,3 +215,82 @@ def test_spark_and_python_agree_on_keys_and_control_characters(spark: SparkSessi
     assert sorted(got) == sorted(expected)
     reasons = {reason for _, _, reason, _ in got}
     assert {"invalid_invoice_no", "invalid_stock_code", "control_character_in_key"} <= reasons
+
+
+TAIL = ",6,12/1/2010 8:26,2.55,17850,United Kingdom"
+# Lines whose quoting Spark's parser (univocity) and Python's csv once read apart, by the
+# reason both paths must now give them (None: well-formed, published with the same values).
+QUOTING_CASES: list[tuple[str, str | None]] = [
+    ('536365,"85123A"X,HEART' + TAIL, "misplaced_quote"),  # text after a closing quote
+    ('536365,85123A,"HEART"""X' + TAIL, "misplaced_quote"),
+    ('536365,85123A,""HEART' + TAIL, "misplaced_quote"),  # "" opening an unquoted field
+    ('536365,85123A,HEART ""7""' + TAIL, "misplaced_quote"),  # "" inside an unquoted field
+    ('536365,85123A,7" FRAME 8" X' + TAIL, "misplaced_quote"),  # a quote inside an unquoted field
+    ('536365,85123A,"HEART" ' + TAIL, "misplaced_quote"),  # a space after a quoted field
+    ('536365,85123A, "HEART"' + TAIL, "misplaced_quote"),  # a space before a quoted field
+    ('536365,85123A,"HEART"\t' + TAIL, "misplaced_quote"),
+    ('536365,85123A,HE"AR"T' + TAIL, "misplaced_quote"),  # quotes around part of a field
+    ('"5363"65,85123A,HEART' + TAIL, "misplaced_quote"),
+    ('536365,85123A,"A,"B' + TAIL, "misplaced_quote"),
+    ('536365,85123A,"HEART\x1a"\x1a"X"' + TAIL, "misplaced_quote"),  # around a joined break
+    ('536365,85123A,"HE\\"ART\\""' + TAIL, "misplaced_quote"),  # a backslash is no escape
+    ("536365,85123A,HEART,6,12/1/2010 8:26,2.55,17850," + '"UK"X', "misplaced_quote"),
+    ("536365,85123A,HEART,6,12/1/2010 8:26,2.55,17850," + '"U"K"', "unclosed_quote"),
+    ('536365,85123A,"' + TAIL, "unclosed_quote"),  # a lone quote
+    # Well formed: quoted whole, inner quotes doubled; the same values on both paths.
+    ('536365,85123A,"7"" FRAME ""X"""' + TAIL, None),
+    ('536365,85123A,""""' + TAIL, None),
+    ('536365,85123A,""' + TAIL, None),
+    ('"536365","85123A","HEART","6","12/1/2010 8:26","2.55","17850","United Kingdom"', None),
+    ('536365,85123A,"HEART\x1aRED"' + TAIL, None),
+    ('536365,85123A,"A,B,C"' + TAIL, None),
+    ('536365,85123A," HEART "' + TAIL, None),
+    # Text the CSV parser of Spark reads as the end of its input (U+FFFF, a noncharacter).
+    ("536365,85123A,HEART\uffffRED" + TAIL, "invalid_encoding"),
+]
+
+
+def test_spark_and_python_read_every_quoting_alike(spark: SparkSession) -> None:
+    lines = [line for line, _ in QUOTING_CASES]
+    frame = spark.createDataFrame(
+        [("file:///x.csv", line) for line in lines], "source_file string, line string"
+    )
+    classified = frame.transform(transforms.classify_lines, header_lines={rules.RAW_HEADER}).collect()
+    assert [row["line"] for row in classified] == lines
+    for row, (line, reason) in zip(classified, QUOTING_CASES, strict=True):
+        outcome, python_reason, values = python_outcome(line)
+        spark_values = tuple(row[c] for c in transforms.CURATED_COLUMNS[:9]) if values else None
+        assert (row["outcome"], row["reason"], spark_values) == (outcome, python_reason, values), line
+        assert row["reason"] == reason, line
+    published = {row["description"] for row in classified if row["outcome"] == "published"}
+    assert {'7" FRAME "X"', '"', "HEART RED", "A,B,C", "HEART"} <= published
+
+
+def test_a_long_line_is_classified_not_a_crash(spark: SparkSession) -> None:
+    """Spark's parser fails the whole job on a line of more than 20,480 fields; 160 KiB lines
+    of commas, of quoted fields and of doubled quotes are classified like any other."""
+    kib_160 = 160 * 1024
+    description = '"' + '""' * (kib_160 // 2) + '"'
+    lines = [
+        "," * kib_160,
+        '"",' * (kib_160 // 3),
+        "536365,85123A," + description + TAIL,
+        '536365,85123A,"' + "," * kib_160 + '"' + TAIL,
+        '536365,85123A,X"' + "," * kib_160 + '"' + TAIL,
+        "536365,85123A," + description + "X" + TAIL,
+    ]
+    frame = spark.createDataFrame(
+        [("file:///x.csv", line) for line in lines], "source_file string, line string"
+    )
+    classified = frame.transform(transforms.classify_lines, header_lines={rules.RAW_HEADER}).collect()
+    reasons = [row["reason"] for row in classified]
+    assert reasons == [python_outcome(line)[1] for line in lines]
+    assert reasons == [
+        "wrong_field_count",
+        "wrong_field_count",
+        None,
+        None,
+        "misplaced_quote",
+        "misplaced_quote",
+    ]
+    assert classified[2]["description"] == '"' * (kib_160 // 2)

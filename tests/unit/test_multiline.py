@@ -91,3 +91,10 @@ def test_bytes_of_any_encoding_pass_through_unchanged() -> None:
     joined = "".join(r.text for r in join_records(split_lines(text), max_lines=3))
     assert joined.encode("latin-1") == raw  # three fields only: no record, nothing joined
     assert multiline.LINE_BREAK.pattern == r"\r\n|\r|\n"
+
+
+def test_quotes_that_close_over_lines_into_a_misquoted_record_are_not_joined() -> None:
+    # Joined, the quoted "ALARM " would be followed by X: no well-quoted record.
+    opens = '536370,22728,"ALARM "X" CLOCK\r\n'
+    assert records(opens + CLOSES + GOOD) == [Record(opens), Record(CLOSES), Record(GOOD)]
+    assert rules.split_line(opens.rstrip("\r\n")) == "unclosed_quote"

@@ -113,6 +113,7 @@ def test_rules_are_in_the_documented_order() -> None:
         "empty_line",
         "truncated_last_line",
         "unclosed_quote",
+        "misplaced_quote",
         "wrong_field_count",
         "missing_invoice_no",
         "missing_stock_code",
@@ -169,3 +170,30 @@ def test_an_invoice_date_outside_the_runs_bounds_is_out_of_range() -> None:
         "invoice_date_out_of_range"
     )
     assert isinstance(rules.parse_record(record(InvoiceDate="1/1/2031 0:00")), rules.InvoiceLine)  # no bounds
+
+
+@pytest.mark.parametrize(
+    ("line", "fields"),
+    [
+        ("a,b,,c", ["a", "b", "", "c"]),
+        ('"a,b","7"" X",""', ["a,b", '7" X', ""]),
+        ('""""', ['"']),
+        ('a,"b\x1ac",', ["a", "b\x1ac", ""]),
+        ('a,"b"c', None),  # text after a closing quote
+        ('a,b"c"', None),  # a quote inside an unquoted field
+        ('a, "b"', None),  # a space before a quoted field
+        ('a,"b" ', None),  # ... and after one
+        ('a,""b', None),
+        ('a,"b', None),
+    ],
+)
+def test_csv_fields_splits_well_quoted_lines_only(line: str, fields: list[str] | None) -> None:
+    assert rules.csv_fields(line) == fields
+    assert rules.well_quoted(line) == (fields is not None)
+
+
+def test_a_long_line_is_split_without_backtracking_or_a_size_limit() -> None:
+    field = '"' + 'x""' * 60_000 + '"'  # 180 KiB: over the csv module's 128 KiB field limit
+    assert rules.csv_fields(f"a,{field}") == ["a", 'x"' * 60_000]
+    assert rules.csv_fields(f"a,{field}x") is None
+    assert rules.csv_fields("," * 200_000) == [""] * 200_001

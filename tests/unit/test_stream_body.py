@@ -48,6 +48,10 @@ def test_csv_lines_end_at_the_same_breaks_as_the_batch_jobs_line_reader() -> Non
         ('536365,"85123A,X,6,12/1/2010 8:26,2.55,17850,United Kingdom', "unclosed_quote"),
         ("536365,85123A,X,6,12/1/2010 8:26,2.55,17850", "wrong_field_count"),
         (GOOD + ",extra", "wrong_field_count"),
+        ('536365,"85123A"X,X,6,12/1/2010 8:26,2.55,17850,United Kingdom', "misplaced_quote"),
+        ('536365,85123A,7" X 5" FRAME,6,12/1/2010 8:26,2.55,17850,United Kingdom', "misplaced_quote"),
+        ('536365,85123A, "X",6,12/1/2010 8:26,2.55,17850,United Kingdom', "misplaced_quote"),
+        ("536365,85123A,X\uffff,6,12/1/2010 8:26,2.55,17850,United Kingdom", "invalid_encoding"),
     ],
 )
 def test_malformed_csv_lines_get_the_batch_jobs_line_reasons(line: str, reason: str) -> None:

@@ -3,8 +3,8 @@
 A body is JSON (one record or a list of them) or CSV text with the data set's header. A line or
 element that cannot become a record is named with a reason, as the batch job names it:
 - CSV lines: the batch job's line reasons (`rules.LINE_REASONS`: invalid_encoding, empty_line,
-  unclosed_quote, wrong_field_count). `truncated_last_line` does not apply: an HTTP body
-  arrives whole.
+  unclosed_quote, misplaced_quote, wrong_field_count). `truncated_last_line` does not apply:
+  an HTTP body arrives whole.
 - JSON elements: `not_a_record` (not an object of strings, numbers or nulls).
 Field reasons come later, from `rules.parse_record` and `limits.line_problem`. Bytes that are
 not UTF-8 fail their own record only: a CSV line holding them is `invalid_encoding` (as in the
