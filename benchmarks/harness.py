@@ -69,7 +69,7 @@ class Measurement:
     revenue: Decimal
     wall_s: float
     peak_rss_mib: float  # the sampled peak of the tree's summed RSS (at least the kernel's figure)
-    largest_process_mib: float  # the kernel's ru_maxrss of the biggest single process
+    largest_process_mib: float  # ru_maxrss of the biggest process (at least the bench's own RSS)
     load_before: tuple[float, float, float]
     load_after: tuple[float, float, float]
     output: str
@@ -308,7 +308,9 @@ def run_engine(
         revenue=revenue,
         wall_s=round(wall, 2),
         # Sampling can miss a short peak; the kernel's figure is exact for one process.
-        peak_rss_mib=round(max(peaks.total, largest) / 2**20, 1),
+        # Not max() with ru_maxrss: Linux carries the parent's RSS (the bench's) into a child's
+        # ru_maxrss across fork and exec, so a small engine would show the bench's size.
+        peak_rss_mib=round((peaks.total or largest) / 2**20, 1),
         largest_process_mib=round(largest / 2**20, 1),
         load_before=load_before,
         load_after=os.getloadavg(),

@@ -243,7 +243,8 @@ def test_the_results_table_keeps_its_columns() -> None:
 
 # Memory cap and stopped engines
 
-ALLOCATE_400_MIB = "blob = bytearray(400 * 2**20); print('allocated', len(blob))"
+# Held a second, so the harness's sampler sees it (the peak is sampled, not the kernel's).
+ALLOCATE_400_MIB = "import time; blob = bytearray(400 * 2**20); print('allocated', len(blob)); time.sleep(1)"
 # A stand-in for the job: allocates past the cap, then writes the run report the harness reads.
 FAKE_JOB = (
     ALLOCATE_400_MIB
