@@ -99,8 +99,7 @@ def balanced_split_bytes(total_bytes: int, *, slots: int, max_split_bytes: int) 
     of at most `max_split_bytes`.
 
     Spark's own choice (splits of spark.sql.files.maxPartitionBytes, the last one shorter)
-    leaves cores idle at the end of the read: a 456 MB file on 2 cores was read as 128 + 128
-    + 128 + 72 MB, so one core waited for the last 128 MB split alone.
+    leaves cores idle at the end of the read, one core reading the last full split alone.
     """
     splits = slots * max(1, math.ceil(total_bytes / (slots * max_split_bytes)))
     return max(1, math.ceil(total_bytes / splits))
@@ -192,8 +191,8 @@ def outcome_counts(observation: Observation, scope: LineScope | None = None) -> 
 
 def write_lines(lines: DataFrame, path: str) -> None:
     """Every data line in the curated columns, partitioned by where it ends; the published
-    lines by month too (the others only feed the raw-input checks: one file per task and
-    reason instead of one per month as well, 8 files instead of ~100 on a SCALE=1 input).
+    lines by month too (the others only feed each source's counts in the ledger: one file
+    per task and reason, not one per month as well).
 
     No sort: with `spark.sql.optimizer.plannedWrite.enabled` false (session.py) each task
     keeps one Parquet writer open per partition it meets (up to
@@ -705,7 +704,7 @@ def data_lines(
     The filter has to stay above the observation for a second reason: Spark's optimizer would
     otherwise push it under the classification and inline the parsed fields into it, parsing
     each line again for every field the outcome reads (from_csv 28 times in the optimized
-    plan instead of once; the write took 92-95 s instead of 20 s at SCALE=10, warm).
+    plan instead of once, the write several times slower).
     """
     classified, observation = observed_lines(spark, inputs, settings, scope=scope)
     return classified.where(F.col("outcome") != transforms.OUTCOME_HEADER), observation
