@@ -201,6 +201,21 @@ ACCEPTED = [
         multiline=(1, 2),
     ),
     Accepted(
+        "misplaced_quote.csv",
+        10,
+        3,
+        {"unclosed_quote": 2, "misplaced_quote": 5},
+        marks={
+            "TEXT AFTER A CLOSING QUOTE": "misplaced_quote",
+            '7" X 5" UNQUOTED': "misplaced_quote",
+            "SPACE BEFORE A QUOTED FIELD": "misplaced_quote",
+            "SPACE AFTER A QUOTED FIELD": "misplaced_quote",
+            "DOUBLED QUOTES OPEN A PLAIN FIELD": "misplaced_quote",
+            '"ALARM "X" CLOCK': "unclosed_quote",
+            'BAKELIKE PINK"': "unclosed_quote",
+        },
+    ),
+    Accepted(
         "dates_out_of_range.csv",
         7,
         2,
@@ -380,6 +395,15 @@ def test_a_stray_quote_quarantines_its_own_line_and_the_rest_is_read(
     ]
     assert len(run.published) == 12
     assert "ALARM CLOCK BAKELIKE PINK" in {row["description"] for row in run.published}
+
+
+def test_misplaced_quotes_quarantine_their_lines_and_well_quoted_ones_publish(
+    corpus_run: Callable[[str, str], Run],
+) -> None:
+    run = corpus_run("misplaced_quote.csv")
+    assert run.report.multiline_records == 0  # quotes that make a misquoted record: no record
+    assert 'RECORD FRAME 7" SINGLE SIZE' in {row["description"] for row in run.published}
+    assert {row["reason"] for row in run.quarantined} == {"misplaced_quote", "unclosed_quote"}
 
 
 def test_a_multi_line_record_run_twice_gives_the_same_output(

@@ -162,16 +162,27 @@ REALISTIC = {
 EDGE_CHARACTERS = [
     " ", "  ", ",", '"', '""', "\t", "\x00", "\x07", "\x0b", "\x1b", "\x1f", "\x7f", "\x85", "\x9f",
     "\xa0", "\u2028", "\u2029", "\ufeff", "\ufffd", "é", "€", "日", "😀", "0", ".", "-", "+", "/", ":",
+    '"""', '" ', ' "', '"\t', "\x1a", "\uffff", "\\", '\\"',
 ]  # fmt: skip
+# Quoting as broken exporters write it, put anywhere in a line: a quote in a plain field, text
+# or a space beside a quoted field's quotes, doubled quotes outside quotes, a quoted part.
+QUOTE_BITS = ['"', '""', '"""', '" ', ' "', '","', '"x"', '\\"', '"\x1a"']
 # Any text a line can hold (Hadoop ends lines at \r and \n; no lone surrogates in a str Spark takes).
 ANY_TEXT = st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="\r\n"), max_size=12)
 
 
 @st.composite
 def field_value(draw: st.DrawFn, column: str) -> str:
-    kind = draw(st.sampled_from(["realistic", "realistic", "realistic", "edited", "edge", "any"]))
+    kind = draw(
+        st.sampled_from(["realistic", "realistic", "realistic", "edited", "edge", "any", "part_quoted"])
+    )
     if kind == "edge":
         return draw(st.sampled_from(EDGE_CHARACTERS))
+    if kind == "part_quoted":  # quotes around a part of a realistic value (or all of it)
+        value = draw(st.sampled_from(REALISTIC[column]))
+        start = draw(st.integers(0, len(value)))
+        end = draw(st.integers(start, len(value)))
+        return f'{value[:start]}"{value[start:end]}"{value[end:]}'
     if kind == "any":
         return draw(ANY_TEXT)
     value = draw(st.sampled_from(REALISTIC[column]))
@@ -201,7 +212,9 @@ def text_line(draw: st.DrawFn) -> str:
     """One line: a good row with a field or two changed, a row of 7-9 drawn fields, written as
     a CSV writer would (or plainly joined), or a broken one: a stray quote, nothing, spaces,
     arbitrary text."""
-    kind = draw(st.sampled_from(["edited"] * 5 + ["row"] * 3 + ["stray_quote", "blank", "any"]))
+    kind = draw(
+        st.sampled_from(["edited"] * 5 + ["row"] * 3 + ["stray_quote", "quotes_anywhere", "blank", "any"])
+    )
     if kind == "blank":
         return draw(st.sampled_from(["", " ", "   "]))
     if kind == "any":
@@ -219,6 +232,10 @@ def text_line(draw: st.DrawFn) -> str:
     if kind == "stray_quote":
         position = draw(st.integers(0, len(line)))
         line = line[:position] + draw(st.sampled_from(['"', '""'])) + line[position:]
+    if kind == "quotes_anywhere":
+        for _ in range(draw(st.integers(1, 3))):
+            position = draw(st.integers(0, len(line)))
+            line = line[:position] + draw(st.sampled_from(QUOTE_BITS)) + line[position:]
     return line
 
 
@@ -249,6 +266,14 @@ LINES = st.lists(text_line(), min_size=40, max_size=60)
         '536365,"85123A,X,6,12/1/2010 8:26,2.55,17850,United Kingdom',
         "536365,85123A,CAF\ufffd,6,12/1/2010 8:26,2.55,17850,France",
         "",
+        # Quoting the two parsers read apart (test_rule_parity.QUOTING_CASES has more).
+        '536365,"85123A"X,HEART,6,12/1/2010 8:26,2.55,17850,United Kingdom',
+        '536365,85123A,HEART "7",6,12/1/2010 8:26,2.55,17850,United Kingdom',
+        '536365,85123A,"HEART" ,6,12/1/2010 8:26,2.55,17850,United Kingdom',
+        '536365,85123A, "HEART",6,12/1/2010 8:26,2.55,17850,United Kingdom',
+        '536365,85123A,""HEART,6,12/1/2010 8:26,2.55,17850,United Kingdom',
+        '536365,85123A,"7"" ""X""",6,12/1/2010 8:26,2.55,17850,"United Kingdom"',
+        "536365,85123A,HEART\uffff,6,12/1/2010 8:26,2.55,17850,United Kingdom",
     ]
 )
 def test_spark_and_python_classify_every_line_alike(spark: SparkSession, lines: list[str]) -> None:
@@ -263,6 +288,20 @@ def test_spark_and_python_classify_every_line_alike(spark: SparkSession, lines: 
     for row in rows:
         assert row["outcome"] in {"published", "filtered", "quarantined"}
         assert (row["outcome"] == "published") == (row["reason"] is None)
+
+
+@PYTHON_PROPERTY
+@given(line=text_line())
+def test_the_rules_split_well_quoted_lines_as_the_csv_module_does(line: str) -> None:
+    """Only well-quoted lines are split, and as RFC 4180 (the csv module, strict) splits them;
+    any other line holding a quote is named unclosed_quote or misplaced_quote, never split."""
+    outcome = rules.split_line(line)
+    if not rules.well_quoted(line):
+        assert rules.csv_fields(line) is None
+        assert outcome in {"invalid_encoding", "empty_line", "unclosed_quote", "misplaced_quote"}
+    elif line:
+        assert rules.csv_fields(line) == next(csv.reader([line], strict=True))
+        assert isinstance(outcome, list) or outcome not in {"unclosed_quote", "misplaced_quote"}
 
 
 # Java's `$` also matches before a final U+0085, U+2028 or U+2029 unless read with UNIX_LINES.

@@ -28,6 +28,9 @@ docs/bad_input.md says what each gets. Keep files small: a few lines per class.
 | multiline_cp1252.csv | a Windows-1252 export whose quoted Description holds a line break |
 | stray_quote.csv | one stray unclosed quote, then more lines than a record may span, then a |
 |  | multi-line record |
+| misplaced_quote.csv | quoting that is not RFC 4180 (text after a closing quote, a quote in a |
+|  | plain field, a space beside a quoted field), well-quoted lines, and two lines whose quotes |
+|  | close over the line break but make a misquoted record |
 | dates_out_of_range.csv | InvoiceDates before 2010-12-01, at the bounds, and years ahead |
 | stale_crc/data.csv | a re-delivered file beside the Hadoop checksum of its old content |
 """
@@ -146,6 +149,19 @@ def corpus() -> dict[str, bytes]:
         *[GOOD[0].replace("8:26", f"8:{minute}") for minute in range(10, 21)],
         '536370,22728,"ALARM CLOCK\nBAKELIKE PINK",24,12/1/2010 8:45,3.75,12583,France',
     ]
+    # Quoting Spark's CSV parser and Python's csv read apart: `misplaced_quote`, and a record
+    # over two lines that such quoting spoils (not joined: each line `unclosed_quote`).
+    misplaced_quote = [
+        GOOD[0],
+        '536365,"85123A"X,TEXT AFTER A CLOSING QUOTE,6,12/1/2010 8:26,2.55,17850,United Kingdom',
+        '536365,22041,PHOTO FRAME 7" X 5" UNQUOTED,6,12/1/2010 8:26,2.55,17850,United Kingdom',
+        '536365,85123A, "SPACE BEFORE A QUOTED FIELD",6,12/1/2010 8:26,2.55,17850,United Kingdom',
+        '536365,85123A,"SPACE AFTER A QUOTED FIELD" ,6,12/1/2010 8:26,2.55,17850,United Kingdom',
+        '536365,85123A,""DOUBLED QUOTES OPEN A PLAIN FIELD,6,12/1/2010 8:26,2.55,17850,United Kingdom',
+        '536477,22041,"RECORD FRAME 7"" SINGLE SIZE ",48,12/1/2010 12:27,2.1,16210,United Kingdom',
+        '536370,22728,"ALARM "X" CLOCK\r\nBAKELIKE PINK",24,12/1/2010 8:45,3.75,12583,France',
+        GOOD[1],
+    ]
     dates = [
         "536365,85123A,BEFORE THE EARLIEST,6,11/30/2010 23:59,2.55,17850,United Kingdom",
         "536365,85123A,BEFORE THE EARLIEST ISO,6,2010-11-30 23:59:59,2.55,17850,United Kingdom",
@@ -200,6 +216,7 @@ def corpus() -> dict[str, bytes]:
         "multiline_description.csv.gz": gzipped(crlf([HEADER, *multiline]).encode()),
         "multiline_cp1252.csv": crlf([HEADER, *multiline_cp1252]).encode("cp1252"),
         "stray_quote.csv": crlf([HEADER, *stray_quote]).encode(),
+        "misplaced_quote.csv": crlf([HEADER, *misplaced_quote]).encode(),
         "dates_out_of_range.csv": crlf([HEADER, *dates]).encode(),
         "stale_crc/data.csv": re_delivered,
         # The checksum Hadoop's LocalFileSystem wrote beside the first delivery.
