@@ -87,11 +87,6 @@ def curated_asset(paths: Iterable[str]) -> str:
     return f"{where}, months {shown}"
 
 
-def input_asset(paths: Iterable[str], run_name: str) -> str:
-    output = output_of(paths)
-    return f"input lines of run {run_name}" + (f" into {output}" if output else "")
-
-
 def observed(outcome: Any, rows: int | None) -> dict[str, Any]:
     """A passed or re-run check's result as GX records it in BASIC format: the observed value
     of a table check; the unexpected count and share of a column check."""

@@ -85,18 +85,6 @@ def file_key(uri: str) -> str:
 
 PARTITION_COLUMNS = rules.PARTITION_COLUMNS
 CURATED_COLUMNS = rules.CURATED_COLUMNS
-# Where each raw field is in the curated columns.
-RAW_TO_CURATED = {
-    "InvoiceNo": "invoice_no",
-    "StockCode": "stock_code",
-    "Description": "description",
-    "Quantity": "quantity",
-    "InvoiceDate": "invoice_ts",
-    "UnitPrice": "unit_price",
-    "CustomerID": "customer_id",
-    "Country": "country",
-}
-assert tuple(RAW_TO_CURATED) == rules.RAW_COLUMNS
 
 # Every (outcome, reason) a line can end in; names of the observed metrics.
 OUTCOME_GROUPS: tuple[tuple[str, str | None], ...] = (
@@ -375,13 +363,6 @@ def outcome_groups(metrics: Mapping[str, Any]) -> list[tuple[str | None, str | N
 
 def is_published() -> Column:
     return F.col("outcome") == OUTCOME_PUBLISHED
-
-
-def to_raw_input(lines: DataFrame) -> DataFrame:
-    """The data lines under the raw input's eight column names, as the job parsed them
-    (fields trimmed, empty as null, typed where well formed): the staged lines of every
-    outcome hold them in the curated columns."""
-    return lines.select(*[F.col(column).alias(raw) for raw, column in RAW_TO_CURATED.items()])
 
 
 def to_curated(classified: DataFrame) -> DataFrame:

@@ -7,17 +7,17 @@ from retail_pipeline.quality import ExpectationOutcome
 
 def test_a_table_check_shows_what_it_saw() -> None:
     columns = ExpectationOutcome(
-        suite="raw_input",
+        suite="curated_invoice_lines",
         expectation="expect_table_columns_to_match_ordered_list",
-        kwargs={"column_list": ["InvoiceNo", "StockCode"]},
+        kwargs={"column_list": ["invoice_no", "stock_code"]},
         severity="critical",
         success=False,
-        observed_value=["StockCode", "InvoiceNo"],
+        observed_value=["stock_code", "invoice_no"],
     )
 
     assert columns.describe() == (
-        "raw_input.expect_table_columns_to_match_ordered_list(column_list=['InvoiceNo', 'StockCode']): "
-        "observed ['StockCode', 'InvoiceNo']"
+        "curated_invoice_lines.expect_table_columns_to_match_ordered_list("
+        "column_list=['invoice_no', 'stock_code']): observed ['stock_code', 'invoice_no']"
     )
 
 
