@@ -173,6 +173,7 @@ def run(input_path: Path, output: Path) -> common.ReferenceResult:
     durations: dict[str, float] = {}
     connection = duckdb.connect()
     spill = output / "_work" / "duckdb_tmp"
+    spill.mkdir(parents=True, exist_ok=True)  # DuckDB creates the last folder only, when it spills
     memory_limit = limit_memory(connection, spill)
     # Row order is not part of the output contract; keeping it costs memory in COPY.
     connection.execute("SET preserve_insertion_order = false")
