@@ -247,8 +247,10 @@ def validate_run(
     from retail_pipeline import quality as gate  # Great Expectations loads only when used
 
     published = published_lines(staging)
-    lines = spark.read.parquet(published if fs.exists(published) else f"{staging}/{LINES}")
-    curated = lines if fs.exists(published) else lines.where(F.lit(False))
+    if fs.exists(published):
+        curated = spark.read.parquet(published)
+    else:  # no line published: no rows, in the staged lines' columns
+        curated = spark.read.parquet(f"{staging}/{LINES}").where(F.lit(False))
     result, docs_dir = gate.validate(
         curated.select(*transforms.CURATED_COLUMNS), settings=quality, published_rows=counts.published
     )
@@ -351,7 +353,8 @@ def write_staging(
                 raise RuntimeError(
                     "the input changed while the job read it: two reads counted different lines"
                 )
-    fs.delete(f"{staging}/{MULTILINE}")
+    if opened:
+        fs.delete(f"{staging}/{MULTILINE}")
     with timer.stage("verify"):
         sources = source_lines(spark, fs, staging)
         staged = Staged(counts, sources)

@@ -13,7 +13,6 @@ import codecs
 import csv
 import logging
 import os
-import re
 import zlib
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -21,6 +20,7 @@ from typing import Any
 
 from retail_pipeline import rules
 from retail_pipeline.ledger import Ledger
+from retail_pipeline.multiline import LINE_BREAK
 from retail_pipeline.storage import FileInfo, HadoopFileSystem
 
 logger = logging.getLogger(__name__)
@@ -124,7 +124,7 @@ def _inspect_file(fs: HadoopFileSystem, info: FileInfo, codec: str) -> InputFile
         return InputFile(path, info.uri, 0, info.modified, "", None, checksum)
     head, tail = peek(fs, info)
     _check_encoding_of(path, head, codec)
-    header_line = LINE_BREAKS.split(head.decode(codec, errors="replace"), maxsplit=1)[0]
+    header_line = LINE_BREAK.split(head.decode(codec, errors="replace"), maxsplit=1)[0]
     header_line = header_line.removeprefix(UTF8_BOM)
     columns = tuple(field.strip() for field in next(csv.reader([header_line]), []))
     if columns != rules.RAW_COLUMNS:
@@ -133,14 +133,12 @@ def _inspect_file(fs: HadoopFileSystem, info: FileInfo, codec: str) -> InputFile
         )
     unterminated = None
     if not tail.endswith((b"\n", b"\r")):
-        last = LINE_BREAKS.split(tail.decode(codec, errors="replace"))[-1]
+        last = LINE_BREAK.split(tail.decode(codec, errors="replace"))[-1]
         unterminated = last.removeprefix(UTF8_BOM)
         logger.warning("Input %s does not end with a line break: its last line may be cut short", path)
     return InputFile(path, info.uri, info.size, info.modified, header_line, unterminated, checksum)
 
 
-# Hadoop's line reader ends a line at \n, \r or \r\n.
-LINE_BREAKS = re.compile(r"\r\n|\r|\n")
 # Compressed inputs Spark's text source reads (by extension, as Hadoop picks the codec).
 DECOMPRESSORS: dict[str, Callable[[], Any]] = {
     ".gz": lambda: zlib.decompressobj(wbits=zlib.MAX_WBITS | 32),
