@@ -160,7 +160,9 @@ def filter_rule_expectation(rule: rules.FilterRule) -> Any:
         regex = f"(?i)^{re.escape(str(rule.operand))}"
         return gxe.ExpectColumnValuesToNotMatchRegex(column=rule.field, regex=regex)
     if rule.op == "at_most":
-        return gxe.ExpectColumnValuesToBeBetween(column=rule.field, min_value=rule.operand, strict_min=True)
+        return gxe.ExpectColumnValuesToBeBetween(
+            column=rule.field, min_value=int(rule.operand), strict_min=True
+        )
     raise ValueError(f"filter rule {rule.name!r} has an unknown op {rule.op!r}")
 
 
