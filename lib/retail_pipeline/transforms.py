@@ -47,6 +47,7 @@ CLEAN = "clean"
 CONTROL = "_control"
 MALFORMED = "_malformed"
 WELL_QUOTED = "_well_quoted"
+PARTS = "_parts"
 
 OUTCOME_HEADER = contract.OUTCOME_HEADER
 OUTCOME_QUARANTINED = contract.OUTCOME_QUARANTINED
@@ -114,18 +115,35 @@ def raw_field(name: str) -> Column:
 def split_fields(lines: DataFrame) -> DataFrame:
     """Parse each CSV line into its raw string fields; a line of the wrong shape keeps its
     text in `fields._malformed`. Only well-quoted lines are parsed (`_well_quoted`, as
-    `rules.well_quoted`): on others Spark's parser and Python's disagree; `fields` is null."""
+    `rules.well_quoted`): on others Spark's parser and Python's disagree; `fields` is null.
+
+    A line without a quote (nearly all) is split at the delimiter, which reads it as the CSV
+    parser would; only quoted lines go through `from_csv`, whose per-line parser setup cost
+    about a quarter of the pass when every line took it (docs/benchmarks.md).
+    """
     line = F.col(LINE)
-    # Lines without quotes (nearly all) skip the regex.
-    well_quoted = ~line.contains(rules.CSV_SYNTAX.quote) | line.rlike(java_regex(rules.WELL_QUOTED_LINE))
-    # The parser throws on more than MAX_COLUMNS fields; only a line that long can have them.
+    quoted = line.contains(rules.CSV_SYNTAX.quote)
+    well_quoted = ~quoted | line.rlike(java_regex(rules.WELL_QUOTED_LINE))
+    # The parser throws on more than MAX_COLUMNS fields; only a line that long can have them
+    # (a character takes at least one byte, so the byte length bounds the count for free).
     outside_quotes = F.regexp_replace(line, rules.QUOTED_FIELD, "")
     delimiters = F.length(outside_quotes) - F.length(
         F.replace(outside_quotes, F.lit(rules.CSV_SYNTAX.delimiter))
     )
-    parsable = F.col(WELL_QUOTED) & ((F.length(line) < MAX_COLUMNS) | (delimiters < MAX_COLUMNS))
-    return lines.withColumn(WELL_QUOTED, well_quoted).withColumn(
-        FIELDS, F.from_csv(F.when(parsable, line), RAW_FIELDS_DDL, CSV_OPTIONS)
+    parsable = F.col(WELL_QUOTED) & ((F.octet_length(line) < MAX_COLUMNS) | (delimiters < MAX_COLUMNS))
+    parts = F.col(PARTS)
+    unquoted = F.struct(
+        *(parts[index].alias(name) for index, name in enumerate(rules.RAW_COLUMNS)),
+        F.when(F.size(parts) != len(rules.RAW_COLUMNS), line).alias(MALFORMED),
+    )
+    return (
+        lines.withColumn(WELL_QUOTED, well_quoted)
+        .withColumn(PARTS, F.when(~quoted, F.split(line, re.escape(rules.CSV_SYNTAX.delimiter), -1)))
+        .withColumn(
+            FIELDS,
+            F.when(~quoted, unquoted).otherwise(F.from_csv(F.when(parsable, line), RAW_FIELDS_DDL, CSV_OPTIONS)),
+        )
+        .drop(PARTS)
     )
 
 
