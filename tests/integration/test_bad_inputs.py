@@ -1,12 +1,16 @@
 """The bad-input corpus (tests/data/bad_inputs, issue #16) through the batch job: what each
-kind of bad file gets. Each class runs once in-process on the session's Spark (a module cache
-of runs); three runs of the CLI at the end, each in its own JVM.
+kind of bad file gets. The classes that can share a run do (one run per encoding over a folder
+of copies, each file its own source, told apart by its lines' source_file and its ledger
+entry); a folder whose meaning is the folder itself and inputs of no data lines run alone.
+One run of the CLI in its own JVM (the refusal: exit code and the one error line); the others
+call the CLI's main in this process.
 
-For every accepted class: the report's counts and reasons, and read = published + filtered +
-quarantined; exactly the lines the plain-Python rules publish are published, none with a
-control character or U+FFFD in its text or a date outside the run's bounds; every quarantine
-record names its reason, its raw line and its source file. For every refused class: one line
-naming the file and what to do, and an earlier output in the same folder unchanged.
+For every accepted class: its read, published, filtered and quarantined lines (ledger, quarantine
+reasons) with read = published + filtered + quarantined, and each run's report the sum of its
+classes'; exactly the lines the plain-Python rules publish are published, none with a control
+character or U+FFFD in its text or a date outside the run's bounds; every quarantine record
+names its reason, its raw line and its source file. For every refused class: one line naming
+the file and what to do, and an earlier output in the same folder unchanged.
 """
 
 from __future__ import annotations
@@ -21,16 +25,17 @@ import shutil
 import subprocess
 import sys
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from pyspark.sql import SparkSession
 
-from retail_pipeline import batch, multiline, rules
+from retail_pipeline import batch, cli, multiline, rules
 from retail_pipeline.config import BatchSettings, QualitySettings
 from retail_pipeline.inputs import InputError
 from retail_pipeline.ledger import canonical_uri
@@ -46,90 +51,7 @@ CURATED_VALUES = rules.CURATED_COLUMNS[:9]  # the columns the plain-Python rules
 HEADERS = {rules.RAW_HEADER, rules.UTF8_BOM + rules.RAW_HEADER}
 
 
-# ---- running the job and reading what it left
-
-
-def job_settings(source: Path, output: Path, encoding: str = "utf-8") -> BatchSettings:
-    return BatchSettings(str(source), str(output), encoding, True)
-
-
-@dataclass
-class Run:
-    source: Path
-    encoding: str
-    output: Path
-    report: RunReport
-    bounds: tuple[datetime, datetime]
-    published: list[Any] = field(default_factory=list)
-    quarantined: list[Any] = field(default_factory=list)
-
-
-def finished_run(
-    spark: SparkSession, source: Path, output: Path, *, encoding: str, quality: QualitySettings
-) -> Run:
-    started = datetime.now(UTC).replace(tzinfo=None)
-    report = batch.run(spark, job_settings(source, output, encoding), quality=quality)
-    # The run's bounds lie between those of the times around it.
-    earliest, _ = quality.invoice_ts_bounds(started)
-    _, latest = quality.invoice_ts_bounds(datetime.now(UTC).replace(tzinfo=None))
-    run = Run(source, encoding, output, report, (earliest, latest))
-    if (output / "curated").exists():
-        run.published = spark.read.parquet(str(output / "curated")).collect()
-    if (output / "quarantine").exists():
-        run.quarantined = spark.read.parquet(str(output / "quarantine")).collect()
-    return run
-
-
-@pytest.fixture(scope="module")
-def corpus_run(
-    spark: SparkSession, tmp_path_factory: pytest.TempPathFactory, quality_off: QualitySettings
-) -> Callable[[str, str], Run]:
-    """Runs a corpus file (or folder) once per module, gate off (its bounds still apply)."""
-    runs: dict[tuple[str, str], Run] = {}
-
-    def run(name: str, encoding: str = "utf-8") -> Run:
-        if (name, encoding) not in runs:
-            output = tmp_path_factory.mktemp("corpus") / "out"
-            runs[name, encoding] = finished_run(
-                spark, CORPUS / name, output, encoding=encoding, quality=quality_off
-            )
-        return runs[name, encoding]
-
-    return run
-
-
-def snapshot(folder: Path, *, skip: tuple[str, ...] = ()) -> dict[str, bytes | None]:
-    """Every file (its bytes) and folder (None) under `folder`, by relative path."""
-    return {
-        str(path.relative_to(folder)): path.read_bytes() if path.is_file() else None
-        for path in sorted(folder.rglob("*"))
-        if not str(path.relative_to(folder)).startswith(skip)
-    }
-
-
-def decoded_lines(source: Path, encoding: str) -> list[str]:
-    """The text lines of a corpus file as the job reads them: decompressed, decoded (bytes
-    invalid in the encoding as U+FFFD), split where Hadoop's line reader splits, each record
-    whose quoted field spans lines read whole (`multiline`)."""
-    files = (
-        sorted(p for p in source.iterdir() if not p.name.startswith((".", "_")))
-        if source.is_dir()
-        else [source]
-    )
-    lines: list[str] = []
-    for path in files:
-        data = path.read_bytes()
-        if path.suffix == ".gz":
-            data = gzip.decompress(data)
-        elif path.suffix == ".bz2":
-            data = bz2.decompress(data)
-        text = data.decode(encoding, "replace")
-        text = text.removeprefix(rules.UTF8_BOM) if encoding == "utf-8" else text
-        lines += [LINE_BREAKS.sub("", r.text) for r in multiline.join_records(multiline.split_lines(text))]
-    return lines
-
-
-# ---- the accepted classes: a run, lines accounted for, only clean lines published
+# ---- the accepted classes, and the runs they get
 
 
 @dataclass(frozen=True)
@@ -162,6 +84,20 @@ ACCEPTED = [
         7,
         {"invalid_encoding": 1},
         marks={"CAF\ufffd LATIN-1": "invalid_encoding"},
+    ),
+    Accepted(
+        "utf8_bad_bytes.csv",
+        16,
+        10,
+        {"invalid_encoding": 6},
+        marks={
+            "LONE CONTINUATION": "invalid_encoding",
+            ",BYTE ": "invalid_encoding",
+            "CONTINUATION BYTE IN A KEY": "invalid_encoding",
+            "OVERLONG": "invalid_encoding",
+            "ENCODED SURROGATE": "invalid_encoding",
+            "LEAD BYTE ENDING THE LINE": "invalid_encoding",
+        },
     ),
     Accepted("export.csv.gz", 9, 9, {}),
     Accepted("export.csv.bz2", 9, 9, {}),
@@ -231,73 +167,250 @@ ACCEPTED = [
     Accepted("stale_crc", 4, 4, {}),
 ]
 
+# Classes that get a run of their own, and whether the gate is on: a folder whose meaning is
+# the folder itself; inputs of no data lines (a run of no lines, which the gate must pass).
+RUN_ALONE = {"stale_crc": False, "header_only.csv": True, "empty_after_header.csv": True, "empty.csv": True}
+
+
+def run_name(case: Accepted) -> str:
+    """The run a class gets: its own, or its encoding's run of all the classes that share one."""
+    return case.name if case.name in RUN_ALONE else f"together-{case.encoding}"
+
+
+RUNS = {name: [case for case in ACCEPTED if run_name(case) == name] for name in map(run_name, ACCEPTED)}
+
+
+# ---- running the job and reading what it left
+
+
+def job_settings(source: Path, output: Path, encoding: str = "utf-8") -> BatchSettings:
+    return BatchSettings(str(source), str(output), encoding, True)
+
+
+@dataclass
+class Run:
+    source: Path
+    encoding: str
+    output: Path
+    report: RunReport
+    bounds: tuple[datetime, datetime]
+    published: list[Any] = field(default_factory=list)
+    quarantined: list[Any] = field(default_factory=list)
+
+    def ledger_entries(self) -> dict[str, dict[str, Any]]:
+        ledger = json.loads((self.output / "_ledger.json").read_text())
+        return {entry["source"]: entry for entry in ledger["sources"]}
+
+
+def finished_run(
+    spark: SparkSession, source: Path, output: Path, *, encoding: str, quality: QualitySettings
+) -> Run:
+    started = datetime.now(UTC).replace(tzinfo=None)
+    report = batch.run(spark, job_settings(source, output, encoding), quality=quality)
+    # The run's bounds lie between those of the times around it.
+    earliest, _ = quality.invoice_ts_bounds(started)
+    _, latest = quality.invoice_ts_bounds(datetime.now(UTC).replace(tzinfo=None))
+    run = Run(source, encoding, output, report, (earliest, latest))
+    if (output / "curated").exists():
+        run.published = spark.read.parquet(str(output / "curated")).collect()
+    if (output / "quarantine").exists():
+        run.quarantined = spark.read.parquet(str(output / "quarantine")).collect()
+    return run
+
+
+@dataclass
+class Share:
+    """One corpus file's share of a run: its lines are those naming it as their source."""
+
+    path: Path  # the file the run read (a copy, in a run of several classes)
+    run: Run
+
+    @property
+    def uri(self) -> str:
+        return canonical_uri(self.path.as_uri())
+
+    @property
+    def published(self) -> list[Any]:
+        return [row for row in self.run.published if row["source_file"] == self.uri]
+
+    @property
+    def quarantined(self) -> list[Any]:
+        return [row for row in self.run.quarantined if row["source_file"] == self.uri]
+
+    @property
+    def entry(self) -> dict[str, Any]:
+        return self.run.ledger_entries()[self.uri]
+
+
+class CorpusRuns:
+    """The accepted classes' runs, each run once per module, gate off unless RUN_ALONE says
+    on (the bounds apply either way)."""
+
+    def __init__(self, spark: SparkSession, folders: pytest.TempPathFactory, quality: dict[bool, Any]):
+        self.spark, self.folders, self.quality = spark, folders, quality
+        self.runs: dict[str, Run] = {}
+
+    def run(self, name: str) -> Run:
+        if name not in self.runs:
+            cases = RUNS[name]
+            folder = self.folders.mktemp(name)
+            if name in RUN_ALONE:
+                source = CORPUS / name
+            else:
+                source = folder / "in"
+                source.mkdir()
+                for case in cases:
+                    shutil.copy2(CORPUS / case.name, source / case.name)
+            self.runs[name] = finished_run(
+                self.spark,
+                source,
+                folder / "out",
+                encoding=cases[0].encoding,
+                quality=self.quality[RUN_ALONE.get(name, False)],
+            )
+        return self.runs[name]
+
+    def share(self, name: str, encoding: str = "utf-8") -> Share:
+        (case,) = [case for case in ACCEPTED if (case.name, case.encoding) == (name, encoding)]
+        run = self.run(run_name(case))
+        if name in RUN_ALONE:
+            (path,) = input_files(run.source)
+        else:
+            path = run.source / name
+        return Share(path, run)
+
+
+@pytest.fixture(scope="module")
+def corpus(
+    spark: SparkSession,
+    tmp_path_factory: pytest.TempPathFactory,
+    quality_off: QualitySettings,
+    quality_on: QualitySettings,
+) -> CorpusRuns:
+    return CorpusRuns(spark, tmp_path_factory, {False: quality_off, True: quality_on})
+
+
+def input_files(source: Path) -> list[Path]:
+    """The files a run over `source` reads: the file, or the folder's files but hidden ones."""
+    if not source.is_dir():
+        return [source]
+    return sorted(p for p in source.iterdir() if not p.name.startswith((".", "_")))
+
+
+def snapshot(folder: Path, *, skip: tuple[str, ...] = ()) -> dict[str, bytes | None]:
+    """Every file (its bytes) and folder (None) under `folder`, by relative path."""
+    return {
+        str(path.relative_to(folder)): path.read_bytes() if path.is_file() else None
+        for path in sorted(folder.rglob("*"))
+        if not str(path.relative_to(folder)).startswith(skip)
+    }
+
+
+def decompressed(path: Path) -> bytes:
+    data = path.read_bytes()
+    if path.suffix == ".gz":
+        return gzip.decompress(data)
+    if path.suffix == ".bz2":
+        return bz2.decompress(data)
+    return data
+
+
+def decoded_lines(path: Path, encoding: str) -> list[str]:
+    """The text lines of a corpus file as the job reads them: decompressed, decoded (bytes
+    invalid in the encoding as U+FFFD), split where Hadoop's line reader splits, each record
+    whose quoted field spans lines read whole (`multiline`)."""
+    text = decompressed(path).decode(encoding, "replace")
+    text = text.removeprefix(rules.UTF8_BOM) if encoding == "utf-8" else text
+    return [LINE_BREAKS.sub("", r.text) for r in multiline.join_records(multiline.split_lines(text))]
+
+
+def physical_line_count(path: Path) -> int:
+    return sum(1 for _ in multiline.split_lines(decompressed(path).decode("latin-1")))
+
+
+# ---- the accepted classes: lines accounted for, only clean lines published
+
+
+def totals(cases: list[Accepted]) -> dict[str, Any]:
+    return {
+        "read": sum(case.read for case in cases),
+        "published": sum(case.published for case in cases),
+        "quarantined": dict(sum((Counter(case.quarantined) for case in cases), Counter())),
+        "header_lines": sum(case.header_lines for case in cases),
+        "multiline": tuple(sum(case.multiline[i] for case in cases) for i in (0, 1)),
+    }
+
+
+def report_totals(report: RunReport) -> dict[str, Any]:
+    return {
+        "read": report.read,
+        "published": report.published,
+        "quarantined": dict(report.quarantined),
+        "header_lines": report.header_lines,
+        "multiline": (report.multiline_records, report.multiline_lines),
+    }
+
+
+@pytest.mark.parametrize("name", RUNS)
+def test_each_run_reports_the_sum_of_its_classes_and_each_file_is_a_source(
+    corpus: CorpusRuns, name: str
+) -> None:
+    run = corpus.run(name)
+    report = run.report
+    assert report.status == "succeeded"
+    assert report_totals(report) == totals(RUNS[name])
+    assert report.read == report.published + sum(report.filtered.values()) + sum(report.quarantined.values())
+    stored = RunReport.from_json((run.output / "reports" / "run_report.json").read_text())
+    assert report_totals(stored) == totals(RUNS[name])
+
+    # Each input file is a source of its own: a ledger entry, and the lines naming it.
+    sources = {canonical_uri(path.as_uri()) for path in input_files(run.source)}
+    entries = run.ledger_entries()
+    assert set(entries) == sources
+    assert sum(entry["read"] for entry in entries.values()) == report.read
+    assert {row["source_file"] for row in run.published + run.quarantined} <= sources
+    assert len(run.quarantined) == sum(report.quarantined.values())
+    assert {row["run_id"] for row in run.quarantined} <= {report.run_id}
+
 
 @pytest.mark.parametrize("case", ACCEPTED, ids=lambda case: f"{case.name}-{case.encoding}")
 def test_each_accepted_class_is_accounted_for_and_publishes_only_clean_lines(
-    corpus_run: Callable[[str, str], Run], case: Accepted
+    corpus: CorpusRuns, case: Accepted
 ) -> None:
-    run = corpus_run(case.name, case.encoding)
-    report = run.report
-    assert report.status == "succeeded"
-    assert (report.read, report.published, report.header_lines) == (
+    share = corpus.share(case.name, case.encoding)
+    entry = share.entry
+    assert (entry["read"], entry["published"], entry["quarantined"]) == (
         case.read,
         case.published,
-        case.header_lines,
+        sum(case.quarantined.values()),
     )
-    assert dict(report.quarantined) == case.quarantined
-    assert report.read == report.published + sum(report.filtered.values()) + sum(report.quarantined.values())
-    stored = RunReport.from_json((run.output / "reports" / "run_report.json").read_text())
-    assert (stored.read, stored.published, dict(stored.quarantined)) == (
-        case.read,
-        case.published,
-        case.quarantined,
-    )
-    assert (stored.multiline_records, stored.multiline_lines) == case.multiline
+    assert entry["read"] == entry["published"] + entry["filtered"] + entry["quarantined"]
     # Every physical line is a header, a record's, or one more line of a multi-line record.
-    physical = physical_line_count(run.source, run.encoding)
-    assert physical == report.read + report.header_lines + report.multiline_lines - report.multiline_records
+    records, spanned = case.multiline
+    assert physical_line_count(share.path) == case.read + case.header_lines + spanned - records
 
     # Published: exactly what the plain-Python rules publish, and nothing unclean.
-    lines = decoded_lines(run.source, run.encoding)
+    lines = decoded_lines(share.path, case.encoding)
     assert sum(line in HEADERS for line in lines) == case.header_lines
-    expected = [python_outcome(line, bounds=run.bounds) for line in lines if line not in HEADERS]
-    assert Counter(tuple(row[c] for c in CURATED_VALUES) for row in run.published) == Counter(
+    expected = [python_outcome(line, bounds=share.run.bounds) for line in lines if line not in HEADERS]
+    assert Counter(tuple(row[c] for c in CURATED_VALUES) for row in share.published) == Counter(
         outcome.values for outcome in expected if outcome.outcome == "published"
     )
-    assert_clean(run.published, run.bounds)
+    assert_clean(share.published, share.run.bounds)
 
     # Quarantined: each line with its reason, its raw text and its source file.
-    assert len(run.quarantined) == sum(case.quarantined.values())
-    for row in run.quarantined:
-        assert row["raw_line"] in lines
-        assert row["source_file"] in source_uris(run.source)
+    assert Counter(row["reason"] for row in share.quarantined) == Counter(case.quarantined)
+    # (The JVM's decoder may make one U+FFFD of an invalid sequence where Python makes several.)
+    raw_lines = {one_replacement_per_run(line) for line in lines}
+    for row in share.quarantined:
+        assert one_replacement_per_run(row["raw_line"]) in raw_lines
         marks = [mark for mark in case.marks if mark in row["raw_line"]]
         assert len(marks) == 1, row["raw_line"]
         assert row["reason"] == case.marks[marks[0]]
-        assert row["run_id"] == report.run_id
 
 
-def physical_line_count(source: Path, encoding: str) -> int:
-    files = (
-        [p for p in source.iterdir() if not p.name.startswith((".", "_"))] if source.is_dir() else [source]
-    )
-    count = 0
-    for path in files:
-        data = path.read_bytes()
-        data = (
-            gzip.decompress(data)
-            if path.suffix == ".gz"
-            else bz2.decompress(data)
-            if path.suffix == ".bz2"
-            else data
-        )
-        count += sum(1 for _ in multiline.split_lines(data.decode("latin-1")))
-    return count
-
-
-def source_uris(source: Path) -> set[str]:
-    files = source.iterdir() if source.is_dir() else [source]
-    return {canonical_uri(path.as_uri()) for path in files}
+def one_replacement_per_run(text: str) -> str:
+    return re.sub(f"{rules.REPLACEMENT_CHARACTER}+", rules.REPLACEMENT_CHARACTER, text)
 
 
 def assert_clean(published: list[Any], bounds: tuple[datetime, datetime]) -> None:
@@ -325,17 +438,15 @@ ACCENTED_DESCRIPTIONS = {
     ("name", "encoding"),
     [("cp1252_export.csv", "cp1252"), ("export.csv.gz", "utf-8"), ("export.csv.bz2", "utf-8")],
 )
-def test_non_ascii_text_is_published_as_written(
-    corpus_run: Callable[[str, str], Run], name: str, encoding: str
-) -> None:
-    run = corpus_run(name, encoding)
-    assert {row["description"] for row in run.published} >= ACCENTED_DESCRIPTIONS
-    assert "Côte d'Ivoire" in {row["country"] for row in run.published}
+def test_non_ascii_text_is_published_as_written(corpus: CorpusRuns, name: str, encoding: str) -> None:
+    share = corpus.share(name, encoding)
+    assert {row["description"] for row in share.published} >= ACCENTED_DESCRIPTIONS
+    assert "Côte d'Ivoire" in {row["country"] for row in share.published}
 
 
-def test_control_characters_in_a_description_become_one_space(corpus_run: Callable[[str, str], Run]) -> None:
-    run = corpus_run("control_in_description.csv")
-    assert {row["stock_code"]: row["description"] for row in run.published} == {
+def test_control_characters_in_a_description_become_one_space(corpus: CorpusRuns) -> None:
+    share = corpus.share("control_in_description.csv")
+    assert {row["stock_code"]: row["description"] for row in share.published} == {
         "85123A": "WHITE HANGING HEART",
         "71053": "WHITE METAL LANTERN",
         "84406B": "CREAM CUPID  HEARTS",  # the \x1f became one space beside the space after it
@@ -344,11 +455,11 @@ def test_control_characters_in_a_description_become_one_space(corpus_run: Callab
     }
 
 
-def test_a_key_with_a_nul_keeps_it_in_the_quarantine_record(corpus_run: Callable[[str, str], Run]) -> None:
-    run = corpus_run("control_in_keys.csv")
-    (nul,) = [row for row in run.quarantined if "NUL IN INVOICE NO" in row["raw_line"]]
+def test_a_key_with_a_nul_keeps_it_in_the_quarantine_record(corpus: CorpusRuns) -> None:
+    share = corpus.share("control_in_keys.csv")
+    (nul,) = [row for row in share.quarantined if "NUL IN INVOICE NO" in row["raw_line"]]
     assert nul["raw_line"].startswith("5363\x0065,")
-    assert {row["description"] for row in run.published} == {
+    assert {row["description"] for row in share.published} == {
         "WHITE HANGING HEART T-LIGHT HOLDER",
         "WHITE METAL LANTERN",
         "ASSORTED COLOUR BIRD ORNAMENT",
@@ -356,78 +467,71 @@ def test_a_key_with_a_nul_keeps_it_in_the_quarantine_record(corpus_run: Callable
     }
 
 
-@pytest.mark.parametrize(
-    ("name", "encoding"), [("multiline_description.csv", "utf-8"), ("multiline_description.csv.gz", "utf-8")]
-)
+@pytest.mark.parametrize("name", ["multiline_description.csv", "multiline_description.csv.gz"])
 def test_a_quoted_description_with_line_breaks_is_published_once_on_one_line(
-    corpus_run: Callable[[str, str], Run], name: str, encoding: str
+    corpus: CorpusRuns, name: str
 ) -> None:
-    run = corpus_run(name, encoding)
-    assert sorted((row["stock_code"], row["description"]) for row in run.published) == [
+    share = corpus.share(name)
+    assert sorted((row["stock_code"], row["description"]) for row in share.published) == [
         ("22726", "ALARM CLOCK BAKELIKE, GREEN AND BLUE"),
         ("22727", "ALARM CLOCK BAKELIKE RED"),
         ("22728", "ALARM CLOCK BAKELIKE PINK"),
         ("71053", "WHITE METAL LANTERN"),
         ("85123A", "WHITE HANGING HEART T-LIGHT HOLDER"),
     ]
-    assert run.quarantined == []
-    assert {row["source_file"] for row in run.published} == {canonical_uri((CORPUS / name).as_uri())}
-    ledger = json.loads((run.output / "_ledger.json").read_text())
-    (entry,) = ledger["sources"]
+    assert share.quarantined == []
+    entry = share.entry
     assert (entry["read"], entry["published"], entry["quarantined"]) == (5, 5, 0)
-    assert not list(run.output.rglob("multiline"))  # the joined copies went with the staging
+    assert not list(share.run.output.rglob("multiline"))  # the joined copies went with the staging
 
 
-def test_a_multi_line_record_in_a_windows_1252_export_keeps_its_accents(
-    corpus_run: Callable[[str, str], Run],
-) -> None:
-    run = corpus_run("multiline_cp1252.csv", "cp1252")
-    assert "CRÈME BRÛLÉE SET" in {row["description"] for row in run.published}
-    assert "Côte d'Ivoire" in {row["country"] for row in run.published}
+def test_a_multi_line_record_in_a_windows_1252_export_keeps_its_accents(corpus: CorpusRuns) -> None:
+    share = corpus.share("multiline_cp1252.csv", "cp1252")
+    assert "CRÈME BRÛLÉE SET" in {row["description"] for row in share.published}
+    assert "Côte d'Ivoire" in {row["country"] for row in share.published}
 
 
-def test_a_stray_quote_quarantines_its_own_line_and_the_rest_is_read(
-    corpus_run: Callable[[str, str], Run],
-) -> None:
-    run = corpus_run("stray_quote.csv")
-    assert [(row["reason"], row["raw_line"]) for row in run.quarantined] == [
+def test_a_stray_quote_quarantines_its_own_line_and_the_rest_is_read(corpus: CorpusRuns) -> None:
+    share = corpus.share("stray_quote.csv")
+    assert [(row["reason"], row["raw_line"]) for row in share.quarantined] == [
         ("unclosed_quote", '536365,85123A,"STRAY QUOTE,6,12/1/2010 8:26,2.55,17850,United Kingdom')
     ]
-    assert len(run.published) == 12
-    assert "ALARM CLOCK BAKELIKE PINK" in {row["description"] for row in run.published}
+    assert len(share.published) == 12
+    assert "ALARM CLOCK BAKELIKE PINK" in {row["description"] for row in share.published}
 
 
-def test_misplaced_quotes_quarantine_their_lines_and_well_quoted_ones_publish(
-    corpus_run: Callable[[str, str], Run],
-) -> None:
-    run = corpus_run("misplaced_quote.csv")
-    assert run.report.multiline_records == 0  # quotes that make a misquoted record: no record
-    assert 'RECORD FRAME 7" SINGLE SIZE' in {row["description"] for row in run.published}
-    assert {row["reason"] for row in run.quarantined} == {"misplaced_quote", "unclosed_quote"}
+def test_misplaced_quotes_quarantine_their_lines_and_well_quoted_ones_publish(corpus: CorpusRuns) -> None:
+    share = corpus.share("misplaced_quote.csv")
+    # Quotes that close over a line break but make a misquoted record: two lines, no record
+    # (a joined record would count as one line read).
+    assert share.entry["read"] == physical_line_count(share.path) - 1 == 10
+    assert 'RECORD FRAME 7" SINGLE SIZE' in {row["description"] for row in share.published}
+    assert {row["reason"] for row in share.quarantined} == {"misplaced_quote", "unclosed_quote"}
 
 
 def test_a_multi_line_record_run_twice_gives_the_same_output(
-    spark: SparkSession, tmp_path: Path, corpus_run: Callable[[str, str], Run], quality_off: QualitySettings
+    spark: SparkSession, tmp_path: Path, corpus: CorpusRuns, quality_off: QualitySettings
 ) -> None:
-    first = corpus_run("multiline_description.csv")
+    first = corpus.share("multiline_description.csv")
     output = tmp_path / "out"
-    shutil.copytree(first.output, output)
-    again = finished_run(
-        spark, CORPUS / "multiline_description.csv", output, encoding="utf-8", quality=quality_off
-    )
+    shutil.copytree(first.run.output, output)
+    again = finished_run(spark, first.path, output, encoding="utf-8", quality=quality_off)
     assert (again.report.read, again.report.multiline_records) == (5, 3)
-    rows = sorted(tuple(row[c] for c in CURATED_VALUES) for row in again.published)
-    assert rows == sorted(tuple(row[c] for c in CURATED_VALUES) for row in first.published)
+
+    def rows(published: list[Any]) -> Counter[tuple[Any, ...]]:
+        return Counter(tuple(row[c] for c in ("source_file", *CURATED_VALUES)) for row in published)
+
+    # Its lines as they were, and the other sources' lines kept.
+    assert rows(again.published) == rows(first.run.published)
+    assert Share(first.path, again).entry["read"] == 5
 
 
-def test_a_re_delivered_file_beside_a_stale_checksum_is_read_as_it_is_now(
-    corpus_run: Callable[[str, str], Run],
-) -> None:
+def test_a_re_delivered_file_beside_a_stale_checksum_is_read_as_it_is_now(corpus: CorpusRuns) -> None:
     assert (CORPUS / "stale_crc" / ".data.csv.crc").exists()  # Hadoop's side file, out of date
-    run = corpus_run("stale_crc")
-    quantities = {row["stock_code"]: row["quantity"] for row in run.published}
+    share = corpus.share("stale_crc")
+    quantities = {row["stock_code"]: row["quantity"] for row in share.published}
     assert quantities["84879"] == 33  # the re-delivered value; the checksum was of 32
-    assert run.report.inputs == [f"file:{CORPUS / 'stale_crc' / 'data.csv'}"]
+    assert share.run.report.inputs == [f"file:{CORPUS / 'stale_crc' / 'data.csv'}"]
 
 
 def test_out_of_range_dates_are_quarantined_and_the_gate_passes(
@@ -473,33 +577,21 @@ def test_the_latest_accepted_date_is_the_run_start_plus_the_tolerance(
 
 
 @pytest.mark.parametrize("name", ["header_only.csv", "empty_after_header.csv", "empty.csv"])
-def test_a_header_only_input_is_a_run_of_no_lines_with_the_gate_on(
-    spark: SparkSession, tmp_path: Path, quality_on: QualitySettings, name: str
-) -> None:
-    run = finished_run(spark, CORPUS / name, tmp_path / "out", encoding="utf-8", quality=quality_on)
+def test_a_header_only_input_is_a_run_of_no_lines_with_the_gate_on(corpus: CorpusRuns, name: str) -> None:
+    run = corpus.run(name)
     assert (run.report.status, run.report.read, run.report.published) == ("succeeded", 0, 0)
-    assert run.report.quality["success"] is True
+    assert run.report.quality["enabled"] is True and run.report.quality["success"] is True
     assert run.published == [] and run.quarantined == []
-    assert (tmp_path / "out" / "_ledger.json").exists()  # the source is recorded, with 0 lines
-
-
-def test_invalid_utf8_of_every_shape_is_quarantined(corpus_run: Callable[[str, str], Run]) -> None:
-    run = corpus_run("utf8_bad_bytes.csv")
-    assert dict(run.report.quarantined) == {"invalid_encoding": 6}
-    assert run.report.published == 10
-    assert_clean(run.published, run.bounds)
+    assert (run.output / "_ledger.json").exists()  # the source is recorded, with 0 lines
 
 
 # ---- refused inputs: one line naming the file and what to do; the earlier output unchanged
 
 
 @pytest.fixture(scope="module")
-def earlier_output(
-    spark: SparkSession, tmp_path_factory: pytest.TempPathFactory, quality_off: QualitySettings
-) -> Path:
-    """An output folder one good run published into; tests copy it."""
-    output = tmp_path_factory.mktemp("earlier") / "out"
-    batch.run(spark, job_settings(CORPUS / "export.csv.gz", output), quality=quality_off)
+def earlier_output(corpus: CorpusRuns) -> Path:
+    """An output folder one good run published into (the UTF-8 classes' run); tests copy it."""
+    output = corpus.run("together-utf-8").output
     assert (output / "curated").is_dir()
     return output
 
@@ -603,10 +695,14 @@ def bigger_input(folder: Path) -> Path:
 
 
 def test_a_disk_that_fills_up_mid_run_is_one_line_and_the_earlier_output_stays(
-    spark: SparkSession, tmp_path: Path, small_disk: SmallDisk, quality_off: QualitySettings
+    spark: SparkSession,
+    tmp_path: Path,
+    earlier_output: Path,
+    small_disk: SmallDisk,
+    quality_off: QualitySettings,
 ) -> None:
     output = small_disk.path / "out"
-    batch.run(spark, job_settings(CORPUS / "export.csv.gz", output), quality=quality_off)
+    shutil.copytree(earlier_output, output)
     before = snapshot(output)
     small_disk.resize(free_bytes=128 * 1024)
     with pytest.raises(batch.StorageError) as failure:
@@ -619,10 +715,14 @@ def test_a_disk_that_fills_up_mid_run_is_one_line_and_the_earlier_output_stays(
 
 
 def test_a_disk_full_before_the_run_is_one_line_and_the_earlier_output_stays(
-    spark: SparkSession, tmp_path: Path, small_disk: SmallDisk, quality_off: QualitySettings
+    spark: SparkSession,
+    tmp_path: Path,
+    earlier_output: Path,
+    small_disk: SmallDisk,
+    quality_off: QualitySettings,
 ) -> None:
     output = small_disk.path / "out"
-    batch.run(spark, job_settings(CORPUS / "export.csv.gz", output), quality=quality_off)
+    shutil.copytree(earlier_output, output)
     small_disk.fill()
     before = snapshot(output)
     with pytest.raises(batch.StorageError, match="No space left on device"):
@@ -631,10 +731,10 @@ def test_a_disk_full_before_the_run_is_one_line_and_the_earlier_output_stays(
 
 
 def test_a_read_only_output_is_one_line(
-    spark: SparkSession, small_disk: SmallDisk, quality_off: QualitySettings
+    spark: SparkSession, earlier_output: Path, small_disk: SmallDisk, quality_off: QualitySettings
 ) -> None:
     output = small_disk.path / "out"
-    batch.run(spark, job_settings(CORPUS / "export.csv.gz", output), quality=quality_off)
+    shutil.copytree(earlier_output, output)
     small_disk.read_only()
     with pytest.raises(
         batch.StorageError, match="Read-only file system: write the output to a writable folder"
@@ -642,10 +742,10 @@ def test_a_read_only_output_is_one_line(
         batch.run(spark, job_settings(CORPUS / "export.csv.bz2", output), quality=quality_off)
 
 
-# ---- the CLI as a user runs it (each run starts a JVM: three runs only)
+# ---- the CLI as a user runs it: a process of its own (a JVM) where the process is under test
 
 
-def cli(*args: str) -> subprocess.CompletedProcess[str]:
+def cli_process(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "retail_pipeline", "batch", *args],
         check=False,
@@ -657,13 +757,27 @@ def cli(*args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-def gate_off_config(folder: Path) -> Path:
-    """configs/local.yaml with the gate off: the gate's own runs are tested in-process."""
-    text = (REPO_ROOT / "configs" / "local.yaml").read_text()
-    assert text.count("\n  enabled: true\n") == 1
-    config = folder / "gate_off.yaml"
-    config.write_text(text.replace("\n  enabled: true\n", "\n  enabled: false\n"))
-    return config
+def cli_main(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    """`retail-pipeline batch` in this process (cli.main takes the suite's session): its exit
+    code, stdout and stderr."""
+    try:
+        code = cli.main(["batch", *args])
+    finally:
+        cli.configure_logging()  # a handler on the real stderr again, not on this test's capture
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def suite_config(folder: Path, *, gate: bool) -> Path:
+    """configs/local.yaml with the suite session's shuffle width (so a run in this process
+    leaves the shared session's settings as they were) and the gate on or off."""
+    config = yaml.safe_load((REPO_ROOT / "configs" / "local.yaml").read_text())
+    assert config["quality"]["enabled"] is True
+    config["spark"]["conf"]["spark.sql.shuffle.partitions"] = 4
+    config["quality"]["enabled"] = gate
+    path = folder / f"gate_{'on' if gate else 'off'}.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
 
 
 def summary(stdout: str) -> dict[str, str]:
@@ -689,7 +803,7 @@ def test_cli_refuses_a_windows_1252_export_with_exit_2_and_one_line(
     output = tmp_path / "out"
     shutil.copytree(earlier_output, output)
     before = snapshot(output)
-    result = cli("--input", str(CORPUS / "cp1252_export.csv"), "--output", str(output))
+    result = cli_process("--input", str(CORPUS / "cp1252_export.csv"), "--output", str(output))
     assert result.returncode == 2
     error = assert_one_error_line(result.stderr)
     assert error.startswith(f"error: file:{CORPUS / 'cp1252_export.csv'}: not utf-8 text")
@@ -698,29 +812,32 @@ def test_cli_refuses_a_windows_1252_export_with_exit_2_and_one_line(
     assert snapshot(output, skip=("lineage",)) == before
 
 
-def test_cli_reads_a_gzip_drop(spark: SparkSession, tmp_path: Path) -> None:
+def test_cli_reads_a_gzip_drop(
+    spark: SparkSession, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     output = tmp_path / "out"
-    result = cli(
-        "--config",
-        str(gate_off_config(tmp_path)),
-        "--input",
-        str(CORPUS / "export.csv.gz"),
-        "--output",
-        str(output),
+    config = suite_config(tmp_path, gate=False)
+    code, stdout, stderr = cli_main(
+        capsys, "--config", str(config), "--input", str(CORPUS / "export.csv.gz"), "--output", str(output)
     )
-    assert result.returncode == 0, result.stderr
-    assert "Traceback" not in result.stderr
-    counts = summary(result.stdout)
+    assert code == 0, stderr
+    assert "error:" not in stderr
+    counts = summary(stdout)
     assert (counts["read"], counts["published"]) == ("9", "9")
     assert spark.read.parquet(str(output / "curated")).count() == 9
 
 
-def test_cli_runs_a_header_only_file_as_a_run_of_no_lines(tmp_path: Path) -> None:
-    """The default config (gate on): it was exit 1 with UNABLE_TO_INFER_SCHEMA (#16)."""
+def test_cli_runs_a_header_only_file_as_a_run_of_no_lines(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The gate on, as in the default config: it was exit 1 with UNABLE_TO_INFER_SCHEMA (#16)."""
     output = tmp_path / "out"
-    result = cli("--input", str(CORPUS / "header_only.csv"), "--output", str(output))
-    assert result.returncode == 0, result.stderr
-    assert "Traceback" not in result.stderr and "error:" not in result.stderr
-    assert re.search(r"^Run \S+: succeeded$", result.stdout, re.MULTILINE), result.stdout
-    assert summary(result.stdout)["read"] == summary(result.stdout)["published"] == "0"
+    config = suite_config(tmp_path, gate=True)
+    code, stdout, stderr = cli_main(
+        capsys, "--config", str(config), "--input", str(CORPUS / "header_only.csv"), "--output", str(output)
+    )
+    assert code == 0, stderr
+    assert "error:" not in stderr
+    assert re.search(r"^Run \S+: succeeded$", stdout, re.MULTILINE), stdout
+    assert summary(stdout)["read"] == summary(stdout)["published"] == "0"
     assert RunReport.from_json((output / "reports" / "run_report.json").read_text()).header_lines == 1
