@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,17 +15,19 @@ from pyspark.sql import SparkSession
 
 from retail_pipeline import batch
 from retail_pipeline.config import BatchSettings
+from retail_pipeline.ledger import canonical_uri
 from tests.conftest import BAD_INPUT_CSV, REPO_ROOT, SAMPLE_CSV
+from tests.integration.test_daily import (
+    SMALL_DAY,
+    assert_ledger_agrees,
+    environment,
+    job,
+    job_config,
+    sample_days,
+    write_csv,
+)
 
 pytestmark = pytest.mark.integration
-
-
-def job(*args: str) -> list[str]:
-    return [sys.executable, "-m", "retail_pipeline", "batch", *args]
-
-
-def environment() -> dict[str, str]:
-    return {**os.environ, "PYTHONPATH": str(REPO_ROOT / "lib"), "SPARK_LOCAL_IP": "127.0.0.1"}
 
 
 def test_a_bad_config_exits_2_with_a_message_not_a_traceback(tmp_path: Path) -> None:
@@ -46,22 +47,24 @@ def test_a_bad_config_exits_2_with_a_message_not_a_traceback(tmp_path: Path) -> 
 
 
 def test_a_killed_run_leaves_the_previous_output_readable(spark: SparkSession, tmp_path: Path) -> None:
-    settings = BatchSettings(str(BAD_INPUT_CSV), str(tmp_path), "utf-8", True)
-    first = batch.run(spark, settings)
-    before = spark.read.parquet(str(tmp_path / "curated")).localCheckpoint()
-    report_before = (tmp_path / "reports" / "run_report.json").read_text()
+    """Also test_daily's kill at the first stage, write_staging, of an incremental run."""
+    output = tmp_path / "out"
+    first = batch.run(spark, BatchSettings(str(BAD_INPUT_CSV), str(output), "utf-8", True))
+    before = spark.read.parquet(str(output / "curated")).localCheckpoint()
+    report_before = (output / "reports" / "run_report.json").read_text()
+    day, rows = list(sample_days().items())[1]
+    new_file = write_csv(tmp_path / "incoming" / f"{day}.csv", rows[:SMALL_DAY])
 
     # Glue-style arguments are tolerated; the run is killed (SIGKILL, JVM included) mid-write.
+    config = job_config(tmp_path, gate=False)
     process = subprocess.Popen(
         job(
-            "--input", str(SAMPLE_CSV), "--output", str(tmp_path), "--JOB_NAME", "retail", "--TempDir", "/tmp"
+            "--config", str(config), "--input", str(new_file), "--output", str(output), "--incremental",
+            "--JOB_NAME", "retail", "--TempDir", "/tmp",
         ),
-        stderr=subprocess.PIPE,
-        stdout=subprocess.DEVNULL,
-        text=True,
-        env=environment(),
+        stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, env=environment(),
         start_new_session=True,
-    )
+    )  # fmt: skip
     assert process.stderr is not None
     deadline = time.monotonic() + 120
     seen = []
@@ -76,14 +79,17 @@ def test_a_killed_run_leaves_the_previous_output_readable(spark: SparkSession, t
     )
     assert any("Stage write_staging: started" in s for s in seen)
 
-    assert_df_equality(spark.read.parquet(str(tmp_path / "curated")), before, ignore_row_order=True)
-    assert (tmp_path / "reports" / "run_report.json").read_text() == report_before
+    assert_df_equality(spark.read.parquet(str(output / "curated")), before, ignore_row_order=True)
+    assert (output / "reports" / "run_report.json").read_text() == report_before
+    assert len(assert_ledger_agrees(spark, output, settled=False).sources) == 1
 
     # The next run (its lock taken over from the dead one) discards what the killed one left
     # behind and publishes normally, beside the first file's lines.
-    report = batch.run(spark, BatchSettings(str(SAMPLE_CSV), str(tmp_path), "utf-8", True))
-    assert report.published + first.published == spark.read.parquet(str(tmp_path / "curated")).count()
-    assert not (tmp_path / "_staging").exists()
+    report = batch.run(spark, BatchSettings(str(new_file), str(output), "utf-8", True, incremental=True))
+    assert report.sources == [canonical_uri(new_file.as_uri())]
+    assert report.published + first.published == spark.read.parquet(str(output / "curated")).count()
+    ledger = assert_ledger_agrees(spark, output)  # nothing staged is left either
+    assert sum(entry.read for entry in ledger.sources.values()) == first.read + SMALL_DAY
 
 
 @pytest.fixture
@@ -102,9 +108,11 @@ def tiny_disk(tmp_path: Path) -> Iterator[Path]:
         subprocess.run(["umount", str(disk)], check=False)
 
 
-def test_a_full_disk_is_one_line_and_exit_1(tiny_disk: Path) -> None:
+def test_a_full_disk_is_one_line_and_exit_1(tiny_disk: Path, tmp_path: Path) -> None:
+    # The gate would check the data after the write that fails: off, it saves its import.
+    config = job_config(tmp_path, gate=False)
     result = subprocess.run(
-        job("--input", str(SAMPLE_CSV), "--output", str(tiny_disk / "out")),
+        job("--config", str(config), "--input", str(SAMPLE_CSV), "--output", str(tiny_disk / "out")),
         check=False,
         capture_output=True,
         text=True,

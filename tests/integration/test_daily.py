@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -18,19 +19,29 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+import yaml
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from retail_pipeline import batch, rules
 from retail_pipeline.config import BatchSettings
 from retail_pipeline.ledger import Ledger, canonical_uri, month_key, source_id
+from retail_pipeline.publish import JOURNAL
 from retail_pipeline.report import RunReport
 from retail_pipeline.storage import HadoopFileSystem
 from tests.conftest import REPO_ROOT, SAMPLE_CSV
+from tests.integration.warehouse import conftest as warehouse
+from tests.integration.warehouse.conftest import DailyRuns
 
 pytestmark = pytest.mark.integration
 
 BUSINESS_COLUMNS = [c for c in rules.CURATED_COLUMNS if c not in rules.LINEAGE_COLUMNS]
+# Lines per day file of the runs in a subprocess: any line reaches every stage, and a JVM's
+# start and first queries, not the lines, are what such a run costs.
+SMALL_DAY = 200
+
+# The warehouse tests' chain of daily runs (built once per test run), which this file checks.
+daily_runs = warehouse.daily_runs
 
 
 def settings(input_path: Path | str, output: Path, *, incremental: bool = False) -> BatchSettings:
@@ -94,21 +105,23 @@ def assert_ledger_agrees(spark: SparkSession, output: Path, *, settled: bool = T
 
 
 def test_day_by_day_runs_end_where_one_full_run_does(
-    spark: SparkSession, tmp_path: Path, sample_run: tuple[RunReport, Path]
+    spark: SparkSession, tmp_path: Path, sample_run: tuple[RunReport, Path], daily_runs: DailyRuns
 ) -> None:
-    """`sample_run` is one run over the whole sample."""
+    """`sample_run` is one run over the whole sample; `daily_runs` an incremental run after
+    each day's file arrived in one folder, then one with nothing new (each output as it was
+    right after its run). Here each day's file is also run alone into one output."""
     days = sample_days()
-    assert len(days) == 4
+    assert len(days) == len(daily_runs.days) == 4
     expected = lines(curated(spark, sample_run[1]), BUSINESS_COLUMNS)
-    one_file_each, growing = tmp_path / "one_file_each", tmp_path / "growing"
-    incoming = tmp_path / "incoming"
-    for day, rows in days.items():
-        path = write_csv(incoming / f"{day}.csv", rows)
+    one_file_each, growing = tmp_path / "one_file_each", daily_runs.days[-1].output
+    for index, (day, rows) in enumerate(days.items()):
+        path = write_csv(tmp_path / "incoming" / f"{day}.csv", rows)
         alone = batch.run(spark, settings(path, one_file_each))
-        daily = batch.run(spark, settings(incoming, growing, incremental=True))
-        assert alone.sources == daily.sources == [canonical_uri(path.as_uri())]
+        daily = daily_runs.days[index].report
+        assert alone.sources == [canonical_uri(path.as_uri())]
+        assert daily.sources == [canonical_uri(daily_runs.day_files[day])]
         assert daily.curated_partitions == ["invoice_year=2010/invoice_month=12"]
-        assert len(daily.skipped_inputs) == len(alone.skipped_inputs) + list(days).index(day)
+        assert len(daily.skipped_inputs) == len(alone.skipped_inputs) + index
     for output in (one_file_each, growing):
         assert lines(curated(spark, output), BUSINESS_COLUMNS) == expected
         ledger = assert_ledger_agrees(spark, output)
@@ -116,14 +129,14 @@ def test_day_by_day_runs_end_where_one_full_run_does(
         assert sum(entry.published for entry in ledger.sources.values()) == sample_run[0].published
 
     # Nothing new: nothing read, no data written; only the run's report says so.
-    def data_files() -> dict[Path, int]:
-        return {p: p.stat().st_mtime_ns for p in growing.rglob("*") if "reports" not in p.parts}
+    def data_files(output: Path) -> dict[Path, int]:
+        found = [p for p in output.rglob("*") if "reports" not in p.parts]
+        return {p.relative_to(output): p.stat().st_mtime_ns for p in found}
 
-    before = data_files()
-    again = batch.run(spark, settings(incoming, growing, incremental=True))
+    again, after = daily_runs.nothing_new.report, daily_runs.nothing_new.output
     assert again.status == "nothing_new" and again.read == 0 and len(again.skipped_inputs) == 4
-    assert data_files() == before
-    latest = json.loads((growing / "reports" / "run_report.json").read_text())
+    assert data_files(after) == data_files(growing)
+    latest = json.loads((after / "reports" / "run_report.json").read_text())
     assert (latest["run_id"], latest["status"], latest["sources"]) == (again.run_id, "nothing_new", [])
 
 
@@ -186,30 +199,49 @@ def environment() -> dict[str, str]:
     return {**os.environ, "PYTHONPATH": str(REPO_ROOT / "lib"), "SPARK_LOCAL_IP": "127.0.0.1"}
 
 
-def quiet_config(tmp_path: Path) -> Path:
-    """The local config with the gate off: these tests are about publishing, not the checks."""
-    config = tmp_path / "quiet.yaml"
-    text = (REPO_ROOT / "configs" / "local.yaml").read_text()
-    config.write_text(text.replace("quality:\n  enabled: true", "quality:\n  enabled: false"))
-    return config
+def job_config(folder: Path, *, gate: bool) -> Path:
+    """The local config for a job of seconds in a subprocess: the gate on only where the test
+    needs it (Great Expectations takes seconds to import), the local config's
+    class-data-sharing archive wherever the tests run from (its path is relative to the
+    working directory), 1 GB, and C1 alone (such a job never earns C2's compile time back)."""
+    config = yaml.safe_load((REPO_ROOT / "configs" / "local.yaml").read_text())
+    spark = config["spark"]
+    spark["class_data_sharing"] = str(REPO_ROOT / spark["class_data_sharing"])
+    options = spark["conf"].get("spark.driver.extraJavaOptions", "")
+    spark["conf"]["spark.driver.extraJavaOptions"] = f"{options} -XX:TieredStopAtLevel=1".strip()
+    spark["conf"]["spark.driver.memory"] = "1g"
+    config["quality"]["enabled"] = gate
+    path = folder / ("gate.yaml" if gate else "no_gate.yaml")
+    path.write_text(yaml.safe_dump(config))
+    return path
 
 
-@pytest.mark.parametrize("stage", ["write_staging", "validate", "rewrite_curated", "publish"])
+@pytest.fixture(scope="module")
+def first_day(spark: SparkSession, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Counter]:
+    """An output after an incremental run over day 1's first lines, and its curated lines
+    (read-only: copy it)."""
+    root = tmp_path_factory.mktemp("first_day")
+    day, rows = next(iter(sample_days().items()))
+    write_csv(root / "incoming" / f"{day}.csv", rows[:SMALL_DAY])
+    batch.run(spark, settings(root / "incoming", root / "out", incremental=True))
+    return root / "out", lines(curated(spark, root / "out"), [*BUSINESS_COLUMNS, "source_file", "run_id"])
+
+
+# A kill at write_staging: test_cli's killed run.
+@pytest.mark.parametrize("stage", ["validate", "rewrite_curated", "publish"])
 def test_a_kill_at_any_stage_leaves_data_and_ledger_agreeing(
-    spark: SparkSession, tmp_path: Path, stage: str
+    spark: SparkSession, tmp_path: Path, first_day: tuple[Path, Counter], stage: str
 ) -> None:
-    days = list(sample_days().items())
-    incoming, output = tmp_path / "incoming", tmp_path / "out"
-    write_csv(incoming / f"{days[0][0]}.csv", days[0][1])
-    batch.run(spark, settings(incoming, output, incremental=True))
-    before = lines(curated(spark, output), [*BUSINESS_COLUMNS, "source_file", "run_id"])
-    write_csv(incoming / f"{days[1][0]}.csv", days[1][1])
+    output = Path(shutil.copytree(first_day[0], tmp_path / "out"))
+    before = first_day[1]
+    day, rows = list(sample_days().items())[1]
+    new_file = write_csv(tmp_path / "incoming" / f"{day}.csv", rows[:SMALL_DAY])
 
     marker = f"Stage {stage}: started" if stage != "publish" else "Publishing run"
     # The gate runs only in the validate case: the others are about publishing.
-    config = REPO_ROOT / "configs" / "local.yaml" if stage == "validate" else quiet_config(tmp_path)
+    config = job_config(tmp_path, gate=stage == "validate")
     process = subprocess.Popen(
-        job("--config", str(config), "--input", str(incoming), "--output", str(output), "--incremental"),
+        job("--config", str(config), "--input", str(new_file), "--output", str(output), "--incremental"),
         stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, env=environment(),
         start_new_session=True,
     )  # fmt: skip
@@ -221,32 +253,32 @@ def test_a_kill_at_any_stage_leaves_data_and_ledger_agreeing(
     os.killpg(process.pid, signal.SIGKILL)
     process.wait(timeout=30)
 
-    ledger = assert_ledger_agrees_or_pending(spark, output)
-    after_kill = lines(curated(spark, output), [*BUSINESS_COLUMNS, "source_file", "run_id"])
-    assert after_kill == before or len(ledger.sources) == 2  # old, or (rolled forward) new
+    journals = list(output.glob(f"_staging/*/{JOURNAL}"))
+    if journals:
+        # Killed while publishing: the journal names what moves and every unit is staged or
+        # in place, for the next run to finish (a reader may find a month between moves).
+        journal = json.loads(journals[0].read_text())
+        assert journal["units"]
+        for unit in journal["units"]:
+            assert (journals[0].parent / unit).exists() or (output / unit).exists(), unit
+    else:
+        ledger = assert_ledger_agrees(spark, output, settled=False)
+        after_kill = lines(curated(spark, output), [*BUSINESS_COLUMNS, "source_file", "run_id"])
+        assert after_kill == before or len(ledger.sources) == 2  # old, or (published) new
 
     # The next run finishes or discards the killed one, then completes.
-    report = batch.run(spark, settings(incoming, output, incremental=True))
+    report = batch.run(spark, settings(new_file, output, incremental=True))
     ledger = assert_ledger_agrees(spark, output)
     assert len(ledger.sources) == 2 and report.status in ("succeeded", "nothing_new")
-    merged = sum(len(rows) for _, rows in days[:2])
-    assert sum(entry.read for entry in ledger.sources.values()) == merged
-
-
-def assert_ledger_agrees_or_pending(spark: SparkSession, output: Path) -> Ledger:
-    """After a kill: the output agrees with its ledger, or a committed publish is pending
-    (journal written), which the next run finishes before reading either."""
-    if list(output.glob("_staging/*/_PUBLISH_JOURNAL.json")):
-        return Ledger.read(HadoopFileSystem(spark), str(output))
-    return assert_ledger_agrees(spark, output, settled=False)
+    assert sum(entry.read for entry in ledger.sources.values()) == 2 * SMALL_DAY
 
 
 def test_two_runs_on_one_output_one_runs_the_other_is_refused(spark: SparkSession, tmp_path: Path) -> None:
     days = list(sample_days().items())
     incoming, output = tmp_path / "incoming", tmp_path / "out"
     for day, rows in days[:2]:
-        write_csv(incoming / f"{day}.csv", rows)
-    config = quiet_config(tmp_path)
+        write_csv(incoming / f"{day}.csv", rows[:SMALL_DAY])
+    config = job_config(tmp_path, gate=False)
     runs = [
         subprocess.Popen(
             job("--config", str(config), "--input", str(incoming), "--output", str(output), "--incremental"),
@@ -264,5 +296,5 @@ def test_two_runs_on_one_output_one_runs_the_other_is_refused(spark: SparkSessio
     refused = next(err for code, err in results if code == 3)
     assert f"error: output {output} is locked by run" in refused and "Traceback" not in refused
     ledger = assert_ledger_agrees(spark, output)
-    assert sum(entry.read for entry in ledger.sources.values()) == sum(len(rows) for _, rows in days[:2])
+    assert sum(entry.read for entry in ledger.sources.values()) == 2 * SMALL_DAY
     assert json.loads((output / "reports" / "run_report.json").read_text())["status"] == "succeeded"
