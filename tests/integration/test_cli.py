@@ -16,7 +16,8 @@ from pyspark.sql import SparkSession
 from retail_pipeline import batch
 from retail_pipeline.config import BatchSettings
 from retail_pipeline.ledger import canonical_uri
-from tests.conftest import BAD_INPUT_CSV, REPO_ROOT, SAMPLE_CSV
+from retail_pipeline.report import RunReport
+from tests.conftest import REPO_ROOT, SAMPLE_CSV, writable_copy
 from tests.integration.test_daily import (
     SMALL_DAY,
     assert_ledger_agrees,
@@ -46,10 +47,11 @@ def test_a_bad_config_exits_2_with_a_message_not_a_traceback(tmp_path: Path) -> 
     assert "Traceback" not in result.stderr
 
 
-def test_a_killed_run_leaves_the_previous_output_readable(spark: SparkSession, tmp_path: Path) -> None:
+def test_a_killed_run_leaves_the_previous_output_readable(
+    spark: SparkSession, tmp_path: Path, sample_run: tuple[RunReport, Path]
+) -> None:
     """Also test_daily's kill at the first stage, write_staging, of an incremental run."""
-    output = tmp_path / "out"
-    first = batch.run(spark, BatchSettings(str(BAD_INPUT_CSV), str(output), "utf-8", True))
+    first, output = sample_run[0], writable_copy(sample_run[1], tmp_path / "out")
     before = spark.read.parquet(str(output / "curated")).localCheckpoint()
     report_before = (output / "reports" / "run_report.json").read_text()
     day, rows = list(sample_days().items())[1]

@@ -10,7 +10,6 @@ from __future__ import annotations
 import csv
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -29,7 +28,7 @@ from retail_pipeline.ledger import Ledger, canonical_uri, month_key, source_id
 from retail_pipeline.publish import JOURNAL
 from retail_pipeline.report import RunReport
 from retail_pipeline.storage import HadoopFileSystem
-from tests.conftest import REPO_ROOT, SAMPLE_CSV
+from tests.conftest import REPO_ROOT, SAMPLE_CSV, writable_copy
 from tests.integration.warehouse import conftest as warehouse
 from tests.integration.warehouse.conftest import DailyRuns
 
@@ -216,61 +215,72 @@ def job_config(folder: Path, *, gate: bool) -> Path:
     return path
 
 
-@pytest.fixture(scope="module")
-def first_day(spark: SparkSession, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Counter]:
-    """An output after an incremental run over day 1's first lines, and its curated lines
-    (read-only: copy it)."""
-    root = tmp_path_factory.mktemp("first_day")
-    day, rows = next(iter(sample_days().items()))
-    write_csv(root / "incoming" / f"{day}.csv", rows[:SMALL_DAY])
-    batch.run(spark, settings(root / "incoming", root / "out", incremental=True))
-    return root / "out", lines(curated(spark, root / "out"), [*BUSINESS_COLUMNS, "source_file", "run_id"])
-
-
-# A kill at write_staging: test_cli's killed run.
-@pytest.mark.parametrize("stage", ["validate", "rewrite_curated", "publish"])
-def test_a_kill_at_any_stage_leaves_data_and_ledger_agreeing(
-    spark: SparkSession, tmp_path: Path, first_day: tuple[Path, Counter], stage: str
-) -> None:
-    output = Path(shutil.copytree(first_day[0], tmp_path / "out"))
-    before = first_day[1]
-    day, rows = list(sample_days().items())[1]
-    new_file = write_csv(tmp_path / "incoming" / f"{day}.csv", rows[:SMALL_DAY])
-
-    marker = f"Stage {stage}: started" if stage != "publish" else "Publishing run"
-    # The gate runs only in the validate case: the others are about publishing.
-    config = job_config(tmp_path, gate=stage == "validate")
+def kill_at(marker: str, *args: str) -> list[str]:
+    """Run the job with `args`, kill it (SIGKILL, JVM included) at the first stderr line with
+    `marker`; returns the lines it wrote."""
     process = subprocess.Popen(
-        job("--config", str(config), "--input", str(new_file), "--output", str(output), "--incremental"),
-        stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, env=environment(),
+        job(*args), stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, env=environment(),
         start_new_session=True,
     )  # fmt: skip
     assert process.stderr is not None
     deadline = time.monotonic() + 120
+    seen = []
     for line in process.stderr:
+        seen.append(line)
         if marker in line or time.monotonic() > deadline:
             break
     os.killpg(process.pid, signal.SIGKILL)
     process.wait(timeout=30)
+    return seen
 
-    journals = list(output.glob(f"_staging/*/{JOURNAL}"))
-    if journals:
-        # Killed while publishing: the journal names what moves and every unit is staged or
-        # in place, for the next run to finish (a reader may find a month between moves).
-        journal = json.loads(journals[0].read_text())
-        assert journal["units"]
-        for unit in journal["units"]:
-            assert (journals[0].parent / unit).exists() or (output / unit).exists(), unit
-    else:
-        ledger = assert_ledger_agrees(spark, output, settled=False)
-        after_kill = lines(curated(spark, output), [*BUSINESS_COLUMNS, "source_file", "run_id"])
-        assert after_kill == before or len(ledger.sources) == 2  # old, or (published) new
+
+def test_a_kill_at_any_stage_leaves_data_and_ledger_agreeing(
+    spark: SparkSession, tmp_path: Path, daily_runs: DailyRuns
+) -> None:
+    """One chain on a copy of the first daily run's output, a day file added before each run:
+    a run killed at validate, the next killed at rewrite_curated (its start discards the
+    first's staging), the next killed while publishing, then one that finishes. The kill at
+    write_staging is test_cli's killed run."""
+    output = writable_copy(daily_runs.days[0].output, tmp_path / "out")
+    incoming, killed = tmp_path / "incoming", []
+    new_days = list(sample_days().items())[1:]
+    # The gate runs only in the validate case: the others are about publishing.
+    for (day, rows), stage, gate in zip(
+        new_days, ["validate", "rewrite_curated", "publish"], [True, False, False], strict=True
+    ):
+        before = lines(curated(spark, output), [*BUSINESS_COLUMNS, "source_file", "run_id"])
+        sources_before = len(Ledger.read(HadoopFileSystem(spark), str(output)).sources)
+        write_csv(incoming / f"{day}.csv", rows[:SMALL_DAY])
+        marker = f"Stage {stage}: started" if stage != "publish" else "Publishing run"
+        config = job_config(tmp_path, gate=gate)
+        seen = kill_at(
+            marker, "--config", str(config), "--input", str(incoming), "--output", str(output),
+            "--incremental", "--run-id", f"killed-at-{stage}",
+        )  # fmt: skip
+        assert any(marker in line for line in seen), (stage, seen[-5:])
+        # Each run's start discarded what the one killed before it had staged.
+        assert [run for run in killed if (output / "_staging" / run).exists()] == []
+        killed.append(f"killed-at-{stage}")
+
+        journals = list(output.glob(f"_staging/*/{JOURNAL}"))
+        if journals:
+            # Killed while publishing: the journal names what moves and every unit is staged
+            # or in place, for the next run to finish (a reader may find a month between moves).
+            journal = json.loads(journals[0].read_text())
+            assert journal["units"]
+            for unit in journal["units"]:
+                assert (journals[0].parent / unit).exists() or (output / unit).exists(), unit
+        else:
+            ledger = assert_ledger_agrees(spark, output, settled=False)
+            after_kill = lines(curated(spark, output), [*BUSINESS_COLUMNS, "source_file", "run_id"])
+            assert after_kill == before or len(ledger.sources) > sources_before  # old, or published
 
     # The next run finishes or discards the killed one, then completes.
-    report = batch.run(spark, settings(new_file, output, incremental=True))
+    report = batch.run(spark, settings(incoming, output, incremental=True))
     ledger = assert_ledger_agrees(spark, output)
-    assert len(ledger.sources) == 2 and report.status in ("succeeded", "nothing_new")
-    assert sum(entry.read for entry in ledger.sources.values()) == 2 * SMALL_DAY
+    assert len(ledger.sources) == 4 and report.status in ("succeeded", "nothing_new")
+    first = daily_runs.days[0].report.read
+    assert sum(entry.read for entry in ledger.sources.values()) == first + 3 * SMALL_DAY
 
 
 def test_two_runs_on_one_output_one_runs_the_other_is_refused(spark: SparkSession, tmp_path: Path) -> None:
