@@ -47,9 +47,9 @@ KEYS_SUITE = "curated_invoice_keys"
 # on every line (exact decimal arithmetic; null, and so caught by the not-null checks, only
 # where revenue, quantity or unit_price is).
 REVENUE_CHECK = "revenue_minus_quantity_x_unit_price"
-# The keys batch's one column: invoice_no, stock_code and invoice_no's length, joined by NUL
-# characters. The length (after the last NUL) says where invoice_no ends, so two lines share
-# the key exactly when they share both fields, whatever characters the fields hold.
+# The keys batch's one column: (invoice_no, stock_code) as a struct, so two lines share the
+# key exactly when they share both fields; distinct structs count faster than a string built
+# from the two (no string is made per line).
 INVOICE_LINE_KEY = "invoice_no_stock_code"
 
 
@@ -167,7 +167,7 @@ def filter_rule_expectation(rule: rules.FilterRule) -> Any:
 
 
 def invoice_line_key() -> Column:
-    return F.concat_ws("\u0000", "invoice_no", "stock_code", F.length("invoice_no").cast("string"))
+    return F.struct("invoice_no", "stock_code")
 
 
 def keys_suite_expectations(published_rows: int) -> list[Any]:
