@@ -246,7 +246,9 @@ class CorpusRuns:
     """The accepted classes' runs, each run once per module, gate off unless RUN_ALONE says
     on (the bounds apply either way)."""
 
-    def __init__(self, spark: SparkSession, folders: pytest.TempPathFactory, quality: dict[bool, Any]):
+    def __init__(
+        self, spark: SparkSession, folders: pytest.TempPathFactory, quality: dict[bool, QualitySettings]
+    ):
         self.spark, self.folders, self.quality = spark, folders, quality
         self.runs: dict[str, Run] = {}
 
