@@ -30,13 +30,15 @@ def settings(input_path: Path, output: Path) -> BatchSettings:
 def validated_run(
     spark: SparkSession, tmp_path_factory: pytest.TempPathFactory, quality_on: QualitySettings
 ) -> Path:
-    """The bad-input file plus one line from a country outside the known list (a warning)."""
+    """The bad-input file plus one line from a country outside the known list (a warning), run
+    with the gate over an output that already holds the Atlantis line (published ungated: a
+    second validation would cost seconds and show nothing more)."""
     folder = tmp_path_factory.mktemp("validated")
     atlantis = folder / "atlantis.csv"
     atlantis.write_text(
         f"{rules.RAW_HEADER}\n536999,22423,REGENCY CAKESTAND,2,12/2/2010 9:00,12.75,17850,Atlantis\n"
     )
-    batch.run(spark, settings(folder / "*.csv", folder / "out"), quality=quality_on)
+    batch.run(spark, settings(folder / "*.csv", folder / "out"))
     (folder / "bad input.csv").write_bytes(BAD_INPUT_CSV.read_bytes())  # a space, on purpose
     batch.run(spark, settings(folder / "*.csv", folder / "out"), quality=quality_on)
     return folder / "out"
@@ -97,12 +99,23 @@ def test_data_docs_list_every_expectation_of_every_suite(
                 assert target in page, f"{config.type} on {target} is missing from {name}.html"
 
 
+# The sample's first lines: the cancellation C536379 is line 143.
+SAMPLE_HEAD_LINES = 200
+
+
 def test_a_critical_defect_publishes_nothing(
-    spark: SparkSession, tmp_path: Path, quality_on: QualitySettings, monkeypatch: pytest.MonkeyPatch
+    spark: SparkSession,
+    validated_run: Path,
+    tmp_path: Path,
+    quality_on: QualitySettings,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    batch.run(spark, settings(BAD_INPUT_CSV, tmp_path), quality=quality_on)
-    curated_before = spark.read.parquet(str(tmp_path / "curated")).localCheckpoint()
-    report_before = (tmp_path / "reports" / "run_report.json").read_text()
+    output = tmp_path / "out"
+    shutil.copytree(validated_run, output)  # a published output (the module's run, not changed)
+    curated_before = spark.read.parquet(str(output / "curated")).localCheckpoint()
+    report_before = (output / "reports" / "run_report.json").read_text()
+    sample_head = tmp_path / "sample_head.csv"
+    sample_head.write_bytes(b"".join(SAMPLE_CSV.read_bytes().splitlines(keepends=True)[:SAMPLE_HEAD_LINES]))
 
     # The injected defect: transforms that let cancellations (negative quantities) through,
     # while the rules (and so the gate's expectations) still name them.
@@ -114,19 +127,19 @@ def test_a_critical_defect_publishes_nothing(
 
     monkeypatch.setattr(transforms, "rule_condition", broken)
     with pytest.raises(QualityGateError) as failure:
-        batch.run(spark, settings(SAMPLE_CSV, tmp_path), quality=quality_on, run_id="run-with-defect")
+        batch.run(spark, settings(sample_head, output), quality=quality_on, run_id="run-with-defect")
 
     message = str(failure.value)
     assert "expect_column_values_to_not_match_regex(invoice_no)" in message
     assert "C536379" in message  # an offending value is named
-    assert_df_equality(spark.read.parquet(str(tmp_path / "curated")), curated_before, ignore_row_order=True)
-    assert (tmp_path / "reports" / "run_report.json").read_text() == report_before
-    failed_report = json.loads((tmp_path / "reports" / "runs" / "run-with-defect.json").read_text())
+    assert_df_equality(spark.read.parquet(str(output / "curated")), curated_before, ignore_row_order=True)
+    assert (output / "reports" / "run_report.json").read_text() == report_before
+    failed_report = json.loads((output / "reports" / "runs" / "run-with-defect.json").read_text())
     assert failed_report["status"] == "failed_quality_gate" and failed_report["published"] == 0
-    result = json.loads((tmp_path / "reports" / "validation" / "run-with-defect.json").read_text())
+    result = json.loads((output / "reports" / "validation" / "run-with-defect.json").read_text())
     assert result["success"] is False
     assert any("quantity" in failure for failure in result["critical_failures"])
-    assert not (tmp_path / "_staging").exists()
+    assert not (output / "_staging").exists()
 
 
 def curated_lines(spark: SparkSession, *rows: tuple) -> DataFrame:
@@ -148,68 +161,90 @@ def curated_lines(spark: SparkSession, *rows: tuple) -> DataFrame:
     )
 
 
-def validate_curated(curated: DataFrame, quality_on: QualitySettings) -> quality.QualityResult:
-    result, docs = quality.validate(curated, settings=quality_on, published_rows=curated.count())
+def validate_curated(
+    curated: DataFrame, quality_on: QualitySettings, *, published_rows: int | None = None
+) -> quality.QualityResult:
+    rows = curated.count() if published_rows is None else published_rows
+    result, docs = quality.validate(curated, settings=quality_on, published_rows=rows)
     shutil.rmtree(docs)
     return result
 
 
-@pytest.mark.parametrize(
-    ("defect", "expectation", "column", "example"),
-    [
-        # revenue 99.99 where 6 x 1.85 is 11.10: the check's column holds the difference
-        (
-            ("22633", 6, "1.8500", "99.9900", "17850"),
-            "expect_column_values_to_be_between",
-            quality.REVENUE_CHECK,
-            Decimal("88.8900"),
-        ),
-        (
-            ("22633", 6, "1.8500", "11.1000", " "),
-            "expect_column_values_to_not_match_regex",
-            "customer_id",
-            " ",
-        ),
-    ],
-    ids=["wrong_revenue", "blank_customer_id"],
-)
-def test_a_critical_defect_is_named_with_its_offending_value(
-    spark: SparkSession,
-    quality_on: QualitySettings,
-    *,
-    defect: tuple,
-    expectation: str,
-    column: str,
-    example: object,
-) -> None:
-    curated = curated_lines(spark, ("536365", "85123A", 6, "2.5500", "15.3000", "17850"), ("536366", *defect))
-    (failure,) = validate_curated(curated, quality_on).critical_failures
-    assert failure.expectation == expectation
-    assert failure.kwargs["column"] == column
-    assert failure.unexpected_count == 1
-    assert failure.examples == [example]
-
-
+GOOD_LINE = ("536365", "85123A", 6, "2.5500", "15.3000", "17850")
 # A line that matches each filter rule: the gate's expectations come from the rules, so a rule
 # the transforms fail to apply is caught whichever rule it is.
 RULE_BREAKERS = {
     "cancellation": ("C536366", "22633", 6, "1.8500", "11.1000", "17850"),
-    "bad_debt": ("a536366", "22633", 6, "1.8500", "11.1000", "17850"),
-    "non_positive_quantity": ("536366", "22633", 0, "1.8500", "0.0000", "17850"),
-    "non_positive_price": ("536366", "22633", 6, "0.0000", "0.0000", "17850"),
+    "bad_debt": ("a536367", "22633", 6, "1.8500", "11.1000", "17850"),
+    "non_positive_quantity": ("536368", "22633", 0, "1.8500", "0.0000", "17850"),
+    "non_positive_price": ("536369", "22633", 6, "0.0000", "0.0000", "17850"),
 }
+# Defects no filter rule takes out: (line, the expectation that fails, its column, the
+# offending value it names).
+DEFECTS = {
+    # revenue 99.99 where 6 x 1.85 is 11.10: the check's column holds the difference
+    "wrong_revenue": (
+        ("536370", "22633", 6, "1.8500", "99.9900", "17850"),
+        "expect_column_values_to_be_between",
+        quality.REVENUE_CHECK,
+        Decimal("88.8900"),
+    ),
+    "blank_customer_id": (
+        ("536371", "22633", 6, "1.8500", "11.1000", " "),
+        "expect_column_values_to_not_match_regex",
+        "customer_id",
+        " ",
+    ),
+}
+DEFECT_LINES = (GOOD_LINE, *RULE_BREAKERS.values(), *(line for line, *_ in DEFECTS.values()))
+
+
+@pytest.fixture(scope="module")
+def defects_validated(
+    spark: SparkSession, quality_on: QualitySettings
+) -> tuple[DataFrame, quality.QualityResult]:
+    """One good line and one line per defect, validated once (the gate checks each expectation
+    on its own), with a published row count one more than the lines: a defect of its own."""
+    curated = curated_lines(spark, *DEFECT_LINES)
+    return curated, validate_curated(curated, quality_on, published_rows=len(DEFECT_LINES) + 1)
+
+
+def failures_on(result: quality.QualityResult, column: str) -> list[quality.ExpectationOutcome]:
+    return [o for o in result.critical_failures if o.kwargs.get("column") == column]
+
+
+@pytest.mark.parametrize("defect", DEFECTS, ids=list(DEFECTS))
+def test_a_critical_defect_is_named_with_its_offending_value(
+    defects_validated: tuple[DataFrame, quality.QualityResult], defect: str
+) -> None:
+    _, result = defects_validated
+    _, expectation, column, example = DEFECTS[defect]
+    (failure,) = failures_on(result, column)
+    assert failure.expectation == expectation
+    assert failure.unexpected_count == 1
+    assert failure.examples == [example]
 
 
 @pytest.mark.parametrize("rule", rules.FILTER_RULES, ids=rules.FILTER_RULE_NAMES)
 def test_a_published_line_that_a_filter_rule_takes_out_fails_the_gate(
-    spark: SparkSession, quality_on: QualitySettings, rule: rules.FilterRule
+    defects_validated: tuple[DataFrame, quality.QualityResult], rule: rules.FilterRule
 ) -> None:
-    curated = curated_lines(
-        spark, ("536365", "85123A", 6, "2.5500", "15.3000", "17850"), RULE_BREAKERS[rule.name]
-    )
-    assert curated.where(transforms.rule_condition(rule)).count() == 1  # the line breaks this rule
-    (failure,) = validate_curated(curated, quality_on).critical_failures
-    assert failure.kwargs["column"] == rule.field and failure.unexpected_count == 1
+    curated, result = defects_validated
+    # The one line that breaks this rule, and its offending value.
+    ((offending,),) = curated.where(transforms.rule_condition(rule)).select(rule.field).collect()
+    (failure,) = [o for o in failures_on(result, rule.field) if o.examples == [offending]]
+    assert failure.unexpected_count == 1
+
+
+def test_each_defect_fails_one_critical_expectation_and_no_other(
+    defects_validated: tuple[DataFrame, quality.QualityResult],
+) -> None:
+    _, result = defects_validated
+    failures = result.critical_failures
+    assert len(failures) == len(RULE_BREAKERS) + len(DEFECTS) + 1, [o.describe() for o in failures]
+    assert len({o.key() for o in failures}) == len(failures)  # each a different expectation
+    column_failures = [o for o in failures if "column" in o.kwargs]
+    assert [o.unexpected_count for o in column_failures] == [1] * (len(RULE_BREAKERS) + len(DEFECTS))
 
 
 def test_a_new_filter_rule_reaches_the_gate(
@@ -228,11 +263,10 @@ def test_a_new_filter_rule_reaches_the_gate(
 def test_a_repeated_invoice_line_is_a_warning_with_its_count(
     spark: SparkSession, quality_on: QualitySettings
 ) -> None:
-    line = ("536365", "85123A", 6, "2.5500", "15.3000", "17850")
     curated = curated_lines(
         spark,
-        line,
-        line,
+        GOOD_LINE,
+        GOOD_LINE,
         ("536365", "22633", 6, "1.8500", "11.1000", "17850"),
         # Different (invoice_no, stock_code) pairs that a key joined by NUL alone would confuse.
         ("536366\u00001", "2", 6, "1.8500", "11.1000", "17850"),
@@ -246,18 +280,15 @@ def test_a_repeated_invoice_line_is_a_warning_with_its_count(
 
 
 def test_a_wrong_row_count_is_named_with_the_count_seen(
-    spark: SparkSession, quality_on: QualitySettings
+    defects_validated: tuple[DataFrame, quality.QualityResult],
 ) -> None:
-    curated = curated_lines(spark, ("536365", "85123A", 6, "2.5500", "15.3000", "17850"))
-    result, docs = quality.validate(curated, settings=quality_on, published_rows=2)
-    shutil.rmtree(docs)
-
-    (failure,) = result.critical_failures
-    assert failure.expectation == "expect_table_row_count_to_equal"
-    assert (failure.observed_value, failure.unexpected_count) == (1, None)
-    expected = "curated_invoice_lines.expect_table_row_count_to_equal(value=2): observed 1"
+    _, result = defects_validated
+    (failure,) = [o for o in result.critical_failures if o.expectation == "expect_table_row_count_to_equal"]
+    lines = len(DEFECT_LINES)
+    assert (failure.observed_value, failure.unexpected_count) == (lines, None)
+    expected = f"curated_invoice_lines.expect_table_row_count_to_equal(value={lines + 1}): observed {lines}"
     assert failure.describe() == expected
-    assert QualityGateError(result).describe_failures() == [failure.describe()]
+    assert expected in QualityGateError(result).describe_failures()
 
 
 def page_text(path: Path) -> str:
