@@ -1,11 +1,13 @@
 """Daily operation on real PostgreSQL and DuckDB: a load after each incremental run ends where
 one run over all the input and one load do, re-delivered files replace their lines, a run with
-nothing new changes nothing. The runs are the session's chain (conftest.daily_runs)."""
+nothing new changes nothing. The runs are the session's chain (conftest.daily_runs); the
+tests that start from the four days loaded start from a copy of one such warehouse per kind."""
 
 from __future__ import annotations
 
 import datetime as dt
 import json
+import shutil
 from collections.abc import Callable
 from decimal import Decimal
 from pathlib import Path
@@ -51,6 +53,49 @@ def load_days(url: str, days: list[Run]) -> None:
         load_run(url, str(day.output))
 
 
+@pytest.fixture(scope="module")
+def days_loaded_once() -> dict[str, str]:
+    """By warehouse kind, a warehouse that loaded each day's run in turn: loaded once, then
+    copied for each test that starts there (never changed itself)."""
+    return {}
+
+
+def copy_warehouse(source: str, target: str) -> None:
+    """Make the (new, empty) warehouse `target` hold what `source` holds, byte for byte."""
+    if source.startswith("duckdb:"):
+        source_file = Path(source.removeprefix("duckdb:///"))
+        assert not source_file.with_name(source_file.name + ".wal").exists()  # all checkpointed
+        shutil.copyfile(source_file, target.removeprefix("duckdb:///"))
+        return
+    import psycopg
+
+    server, name = source.rsplit("/", 1)
+    copy = target.rsplit("/", 1)[1]
+    with psycopg.connect(f"{server}/postgres", autocommit=True) as connection:
+        connection.execute(f"DROP DATABASE {copy}".encode())
+        connection.execute(f"CREATE DATABASE {copy} TEMPLATE {name}".encode())
+
+
+@pytest.fixture
+def days_loaded(
+    new_warehouse: Callable[[], str], daily_runs: DailyRuns, days_loaded_once: dict[str, str]
+) -> Callable[[], str]:
+    """Makes new warehouses of the test's kind holding what loading each day's run in turn
+    leaves (the first test checks that content day by day)."""
+
+    def make() -> str:
+        target = new_warehouse()
+        kind = target.split(":", 1)[0]
+        if kind not in days_loaded_once:
+            days_loaded_once[kind] = target
+            load_days(target, daily_runs.days)
+            target = new_warehouse()
+        copy_warehouse(days_loaded_once[kind], target)
+        return target
+
+    return make
+
+
 def test_a_load_after_each_days_run_ends_where_one_run_and_one_load_do(
     new_warehouse: Callable[[], str], daily_runs: DailyRuns
 ) -> None:
@@ -75,10 +120,9 @@ def test_a_load_after_each_days_run_ends_where_one_run_and_one_load_do(
 
 
 def test_a_redelivered_corrected_file_then_a_load_equals_one_run_over_the_corrected_set(
-    new_warehouse: Callable[[], str], daily_runs: DailyRuns
+    new_warehouse: Callable[[], str], days_loaded: Callable[[], str], daily_runs: DailyRuns
 ) -> None:
-    daily, full = new_warehouse(), new_warehouse()
-    load_days(daily, daily_runs.days)
+    daily, full = days_loaded(), new_warehouse()
     before = lines_by_source(daily)
     corrected = daily_runs.corrected.report
     assert corrected.sources == [daily_runs.day_files[CORRECTED_DAY]]  # the batch re-read that file only
@@ -99,11 +143,11 @@ def test_a_redelivered_corrected_file_then_a_load_equals_one_run_over_the_correc
 
 
 def test_a_run_with_nothing_new_loads_nothing_and_changes_nothing(
-    warehouse_url: str, daily_runs: DailyRuns, tmp_path: Path
+    days_loaded: Callable[[], str], daily_runs: DailyRuns, tmp_path: Path
 ) -> None:
     report, output = daily_runs.nothing_new.run
     assert (report.status, report.sources, report.published) == (NOTHING_NEW, [], 0)
-    load_days(warehouse_url, daily_runs.days)
+    warehouse_url = days_loaded()
     before = snapshot(warehouse_url)
     report_file = tmp_path / f"{report.run_id}.json"
     report_file.write_text(report.to_json(), encoding="utf-8")
@@ -118,9 +162,9 @@ def test_a_run_with_nothing_new_loads_nothing_and_changes_nothing(
 
 
 def test_a_superseded_run_report_is_refused_and_changes_nothing(
-    warehouse_url: str, daily_runs: DailyRuns
+    days_loaded: Callable[[], str], daily_runs: DailyRuns
 ) -> None:
-    load_days(warehouse_url, daily_runs.days)
+    warehouse_url = days_loaded()
     load_run(warehouse_url, str(daily_runs.corrected.output))
     before = snapshot(warehouse_url)
     original = next(d for d in daily_runs.days if d.report.sources == [daily_runs.day_files[CORRECTED_DAY]])
@@ -134,9 +178,9 @@ def test_a_superseded_run_report_is_refused_and_changes_nothing(
 
 
 def test_a_missed_load_is_caught_up_from_the_runs_archived_report(
-    new_warehouse: Callable[[], str], daily_runs: DailyRuns
+    new_warehouse: Callable[[], str], days_loaded: Callable[[], str], daily_runs: DailyRuns
 ) -> None:
-    caught_up, reference = new_warehouse(), new_warehouse()
+    caught_up, reference = new_warehouse(), days_loaded()
     first, missed, *rest = daily_runs.days
     load_run(caught_up, str(first.output))
     for day in rest:
@@ -145,7 +189,6 @@ def test_a_missed_load_is_caught_up_from_the_runs_archived_report(
     load_run(
         caught_up, str(latest), run_report=str(latest / "reports" / "runs" / f"{missed.report.run_id}.json")
     )
-    load_days(reference, daily_runs.days)
 
     assert snapshot(caught_up) == snapshot(reference)  # batch_id included: each day by its run
 
@@ -205,10 +248,9 @@ def test_an_invoice_split_over_two_files_keeps_the_lines_of_the_file_not_replace
 
 
 def test_a_whole_output_load_builds_what_loading_every_run_built(
-    new_warehouse: Callable[[], str], daily_runs: DailyRuns
+    new_warehouse: Callable[[], str], days_loaded: Callable[[], str], daily_runs: DailyRuns
 ) -> None:
-    daily, rebuilt = new_warehouse(), new_warehouse()
-    load_days(daily, daily_runs.days)
+    daily, rebuilt = days_loaded(), new_warehouse()
     load_run(daily, str(daily_runs.corrected.output))
 
     result = load_output(rebuilt, str(daily_runs.corrected.output))
