@@ -205,7 +205,8 @@ def job_config(folder: Path, *, gate: bool) -> Path:
     working directory), 1 GB, and C1 alone (such a job never earns C2's compile time back)."""
     config = yaml.safe_load((REPO_ROOT / "configs" / "local.yaml").read_text())
     spark = config["spark"]
-    spark["class_data_sharing"] = str(REPO_ROOT / spark["class_data_sharing"])
+    if spark.get("class_data_sharing"):
+        spark["class_data_sharing"] = str(REPO_ROOT / spark["class_data_sharing"])
     options = spark["conf"].get("spark.driver.extraJavaOptions", "")
     spark["conf"]["spark.driver.extraJavaOptions"] = f"{options} -XX:TieredStopAtLevel=1".strip()
     spark["conf"]["spark.driver.memory"] = "1g"
