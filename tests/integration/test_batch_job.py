@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import json
 from decimal import Decimal
 from pathlib import Path
@@ -44,30 +43,6 @@ def quarantine(spark: SparkSession, output: Path) -> DataFrame:
 
 def stored_report(output: Path) -> RunReport:
     return RunReport.from_json((output / "reports" / "run_report.json").read_text())
-
-
-def write_csv(path: Path, rows: list[list[str]]) -> Path:
-    with path.open("w", encoding="utf-8", newline="") as handle:
-        writer = csv.writer(handle, lineterminator="\r\n")
-        writer.writerow(rules.RAW_COLUMNS)
-        writer.writerows(rows)
-    return path
-
-
-def sample_rows(limit: int) -> list[list[str]]:
-    with SAMPLE_CSV.open(encoding="utf-8-sig", newline="") as handle:
-        reader = csv.reader(handle)
-        next(reader)
-        return [row for _, row in zip(range(limit), reader, strict=False)]
-
-
-def in_month(rows: list[list[str]], month: int, year: int) -> list[list[str]]:
-    """The same lines dated in another month (day and time kept)."""
-    moved = []
-    for row in rows:
-        _, day, rest = row[4].split("/", 2)
-        moved.append([*row[:4], f"{month}/{day}/{year}{rest[4:]}", *row[5:]])
-    return moved
 
 
 def test_the_real_sample_is_accounted_for(sample_run: tuple[RunReport, Path]) -> None:

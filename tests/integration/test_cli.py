@@ -18,15 +18,8 @@ from retail_pipeline.config import BatchSettings
 from retail_pipeline.ledger import canonical_uri
 from retail_pipeline.report import RunReport
 from tests.conftest import REPO_ROOT, SAMPLE_CSV, writable_copy
-from tests.integration.test_daily import (
-    SMALL_DAY,
-    assert_ledger_agrees,
-    environment,
-    job,
-    job_config,
-    sample_days,
-    write_csv,
-)
+from tests.integration.daily_chain import sample_days, write_csv
+from tests.integration.test_daily import SMALL_DAY, assert_ledger_agrees, environment, job, job_config
 
 pytestmark = pytest.mark.integration
 

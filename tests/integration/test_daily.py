@@ -7,7 +7,6 @@ processes only what is new; a kill at any stage leaves data and ledger agreeing;
 
 from __future__ import annotations
 
-import csv
 import json
 import os
 import signal
@@ -26,11 +25,9 @@ from retail_pipeline import batch, rules
 from retail_pipeline.config import BatchSettings
 from retail_pipeline.ledger import Ledger, canonical_uri, month_key, source_id
 from retail_pipeline.publish import JOURNAL
-from retail_pipeline.report import RunReport
 from retail_pipeline.storage import HadoopFileSystem
-from tests.conftest import REPO_ROOT, SAMPLE_CSV, writable_copy
-from tests.integration.warehouse import conftest as warehouse
-from tests.integration.warehouse.conftest import DailyRuns
+from tests.conftest import REPO_ROOT, writable_copy
+from tests.integration.daily_chain import DailyRuns, sample_days, write_csv
 
 pytestmark = pytest.mark.integration
 
@@ -39,32 +36,9 @@ BUSINESS_COLUMNS = [c for c in rules.CURATED_COLUMNS if c not in rules.LINEAGE_C
 # start and first queries, not the lines, are what such a run costs.
 SMALL_DAY = 200
 
-# The warehouse tests' chain of daily runs (built once per test run), which this file checks.
-daily_runs = warehouse.daily_runs
-
 
 def settings(input_path: Path | str, output: Path, *, incremental: bool = False) -> BatchSettings:
     return BatchSettings(str(input_path), str(output), "utf-8", True, incremental=incremental)
-
-
-def sample_days() -> dict[str, list[list[str]]]:
-    """The sample's data rows by invoice day (4 days of December 2010), in file order."""
-    with SAMPLE_CSV.open(newline="", encoding="utf-8") as handle:
-        rows = list(csv.reader(handle))[1:]
-    days: dict[str, list[list[str]]] = {}
-    for row in rows:
-        month, day, year = row[4].split(" ")[0].split("/")
-        days.setdefault(f"{year}-{int(month):02d}-{int(day):02d}", []).append(row)
-    return days
-
-
-def write_csv(path: Path, rows: list[list[str]]) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w", newline="", encoding="utf-8") as handle:
-        writer = csv.writer(handle, lineterminator="\r\n")
-        writer.writerow(rules.RAW_COLUMNS)
-        writer.writerows(rows)
-    return path
 
 
 def curated(spark: SparkSession, output: Path) -> DataFrame:
@@ -104,16 +78,16 @@ def assert_ledger_agrees(spark: SparkSession, output: Path, *, settled: bool = T
 
 
 def test_day_by_day_runs_end_where_one_full_run_does(
-    spark: SparkSession, tmp_path: Path, sample_run: tuple[RunReport, Path], daily_runs: DailyRuns
+    spark: SparkSession, tmp_path: Path, daily_runs: DailyRuns
 ) -> None:
-    """`sample_run` is one run over the whole sample; `daily_runs` an incremental run after
-    each day's file arrived in one folder, then one with nothing new (each output as it was
-    right after its run). Here each day's file is also run alone into one output."""
-    days = sample_days()
-    assert len(days) == len(daily_runs.days) == 4
-    expected = lines(curated(spark, sample_run[1]), BUSINESS_COLUMNS)
+    """`daily_runs` (daily_chain.py): an incremental run after each day's file arrived in one
+    folder, then one with nothing new (each output as it was right after its run), and one
+    run over the four files. Here each day's file is also run alone into one output."""
+    assert len(daily_runs.day_rows) == len(daily_runs.days) == 4
+    full_report, full_output = daily_runs.full.run
+    expected = lines(curated(spark, full_output), BUSINESS_COLUMNS)
     one_file_each, growing = tmp_path / "one_file_each", daily_runs.days[-1].output
-    for index, (day, rows) in enumerate(days.items()):
+    for index, (day, rows) in enumerate(daily_runs.day_rows.items()):
         path = write_csv(tmp_path / "incoming" / f"{day}.csv", rows)
         alone = batch.run(spark, settings(path, one_file_each))
         daily = daily_runs.days[index].report
@@ -124,8 +98,8 @@ def test_day_by_day_runs_end_where_one_full_run_does(
     for output in (one_file_each, growing):
         assert lines(curated(spark, output), BUSINESS_COLUMNS) == expected
         ledger = assert_ledger_agrees(spark, output)
-        assert sum(entry.read for entry in ledger.sources.values()) == sample_run[0].read
-        assert sum(entry.published for entry in ledger.sources.values()) == sample_run[0].published
+        assert sum(entry.read for entry in ledger.sources.values()) == full_report.read
+        assert sum(entry.published for entry in ledger.sources.values()) == full_report.published
 
     # Nothing new: nothing read, no data written; only the run's report says so.
     def data_files(output: Path) -> dict[Path, int]:

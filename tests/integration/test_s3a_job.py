@@ -36,7 +36,7 @@ from retail_pipeline.warehouse import load_run
 from retail_pipeline.warehouse.files import CURATED_SCHEMA
 from retail_pipeline_dev.stream_local.moto import MotoServer
 from tests.conftest import REPO_ROOT, SAMPLE_CSV, s3a_jar_paths
-from tests.integration.test_daily import sample_days, write_csv
+from tests.integration.daily_chain import sample_days, write_csv
 
 pytestmark = pytest.mark.integration
 

@@ -14,9 +14,9 @@ import pytest
 from retail_pipeline.report import RunReport
 from retail_pipeline.warehouse import main
 from tests.conftest import REPO_ROOT
+from tests.integration.daily_chain import DailyRuns
 from tests.integration.pg_server import PostgresServer, free_port
 
-from .conftest import DailyRuns
 from .expected import query
 
 pytestmark = pytest.mark.integration

@@ -18,8 +18,8 @@ import pytest
 from retail_pipeline.report import RunReport
 from retail_pipeline.warehouse import WarehouseInputError, load_output, load_run
 from retail_pipeline.warehouse.files import CURATED_SCHEMA, NOTHING_NEW
+from tests.integration.daily_chain import CORRECTED_DAY, DailyRuns, Run
 
-from .conftest import CORRECTED_DAY, DailyRuns, Run
 from .expected import TABLES, curated_lines, differences, execute, expected_tables, fetch, query, snapshot
 
 pytestmark = pytest.mark.integration

@@ -12,8 +12,8 @@ import pytest
 
 from retail_pipeline.report import RunReport
 from retail_pipeline.warehouse import WarehouseError, load_parquet_files, load_run, merge
+from tests.integration.daily_chain import DailyRuns
 
-from .conftest import DailyRuns
 from .expected import COLUMNS, TABLES, curated_lines, differences, expected_tables, fetch, query, snapshot
 
 pytestmark = pytest.mark.integration
