@@ -243,8 +243,12 @@ def test_the_results_table_keeps_its_columns() -> None:
 
 # Memory cap and stopped engines
 
-# Held a second, so the harness's sampler sees it (the peak is sampled, not the kernel's).
-ALLOCATE_400_MIB = "import time; blob = bytearray(400 * 2**20); print('allocated', len(blob)); time.sleep(1)"
+# The interpreter idles, then the blob is held a second, so the harness's sampler sees each
+# (the peak is sampled, not the kernel's): a sample taken mid-exec would read a few pages.
+ALLOCATE_400_MIB = (
+    "import time; time.sleep(0.5); "
+    "blob = bytearray(400 * 2**20); print('allocated', len(blob)); time.sleep(1)"
+)
 # A stand-in for the job: allocates past the cap, then writes the run report the harness reads.
 FAKE_JOB = (
     ALLOCATE_400_MIB
