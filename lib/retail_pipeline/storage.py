@@ -37,9 +37,11 @@ class HadoopFileSystem:
         self._jvm: Any = spark._jvm  # noqa: SLF001 - py4j gateway, the documented way in
         self._conf: Any = spark._jsc.hadoopConfiguration()  # noqa: SLF001
         self._default_scheme: str | None = None  # fs.defaultFS's, looked up once
+        # The class looked up once: each step of jvm.org.apache... is a round trip to the JVM.
+        self._hadoop_path: Any = self._jvm.org.apache.hadoop.fs.Path
 
     def _path(self, path: str) -> Any:
-        return self._jvm.org.apache.hadoop.fs.Path(path)
+        return self._hadoop_path(path)
 
     def _fs(self, path: str) -> Any:
         return self._path(path).getFileSystem(self._conf)
@@ -198,7 +200,7 @@ class HadoopFileSystem:
             copy = shutil.copytree if os.path.isdir(local_path) else shutil.copyfile
             copy(local_path, plain_target)
             return
-        local = self._jvm.org.apache.hadoop.fs.Path(f"file://{local_path}")
+        local = self._hadoop_path(f"file://{local_path}")
         self._fs(target).copyFromLocalFile(False, True, local, self._path(target))
 
     def mkdirs(self, path: str) -> None:
