@@ -23,7 +23,6 @@ import os
 import re
 import shutil
 import subprocess
-import sys
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -747,18 +746,6 @@ def test_a_read_only_output_is_one_line(
 # ---- the CLI as a user runs it: a process of its own (a JVM) where the process is under test
 
 
-def cli_process(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "retail_pipeline", "batch", *args],
-        check=False,
-        capture_output=True,
-        text=True,
-        cwd=REPO_ROOT,
-        env={**os.environ, "PYTHONPATH": str(REPO_ROOT / "lib"), "SPARK_LOCAL_IP": "127.0.0.1"},
-        timeout=300,
-    )
-
-
 def cli_main(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
     """`retail-pipeline batch` in this process (cli.main takes the suite's session): its exit
     code, stdout and stderr."""
@@ -799,15 +786,18 @@ def assert_one_error_line(stderr: str) -> str:
 
 
 def test_cli_refuses_a_windows_1252_export_with_exit_2_and_one_line(
-    tmp_path: Path, earlier_output: Path
+    spark: SparkSession, tmp_path: Path, earlier_output: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """The default config (gate on), as a new user runs it on an Excel export."""
+    """The local config (gate on), as a new user runs it on an Excel export."""
     output = tmp_path / "out"
     shutil.copytree(earlier_output, output)
     before = snapshot(output)
-    result = cli_process("--input", str(CORPUS / "cp1252_export.csv"), "--output", str(output))
-    assert result.returncode == 2
-    error = assert_one_error_line(result.stderr)
+    config = suite_config(tmp_path, gate=True)
+    code, _, stderr = cli_main(
+        capsys, "--config", str(config), "--input", str(CORPUS / "cp1252_export.csv"), "--output", str(output)
+    )
+    assert code == 2
+    error = assert_one_error_line(stderr)
     assert error.startswith(f"error: file:{CORPUS / 'cp1252_export.csv'}: not utf-8 text")
     assert error.endswith("; it reads as cp1252: set batch.encoding: cp1252")
     # The data, quarantine, ledger and reports as they were (lineage/ logs every run's events).

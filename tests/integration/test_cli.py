@@ -19,6 +19,7 @@ from retail_pipeline.ledger import canonical_uri
 from retail_pipeline.report import RunReport
 from tests.conftest import REPO_ROOT, SAMPLE_CSV, writable_copy
 from tests.integration.daily_chain import sample_days, write_csv
+from tests.integration.test_bad_inputs import assert_one_error_line, cli_main, suite_config
 from tests.integration.test_daily import SMALL_DAY, assert_ledger_agrees, environment, job, job_config
 
 pytestmark = pytest.mark.integration
@@ -103,22 +104,17 @@ def tiny_disk(tmp_path: Path) -> Iterator[Path]:
         subprocess.run(["umount", str(disk)], check=False)
 
 
-def test_a_full_disk_is_one_line_and_exit_1(tiny_disk: Path, tmp_path: Path) -> None:
+def test_a_full_disk_is_one_line_and_exit_1(
+    spark: SparkSession, tiny_disk: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     # The gate would check the data after the write that fails: off, it saves its import.
-    config = job_config(tmp_path, gate=False)
-    result = subprocess.run(
-        job("--config", str(config), "--input", str(SAMPLE_CSV), "--output", str(tiny_disk / "out")),
-        check=False,
-        capture_output=True,
-        text=True,
-        env=environment(),
-        timeout=300,
+    config = suite_config(tmp_path, gate=False)
+    code, _, stderr = cli_main(
+        capsys, "--config", str(config), "--input", str(SAMPLE_CSV), "--output", str(tiny_disk / "out")
     )
-    assert result.returncode == 1
-    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
-    assert errors == [
+    assert code == 1
+    assert assert_one_error_line(stderr) == (
         f"error: writing {tiny_disk / 'out'} failed: No space left on device: free space there"
         " (the previous output is unchanged) and run again"
-    ]
-    assert "Traceback" not in result.stderr
+    )
     assert not (tiny_disk / "out" / "curated").exists()
