@@ -48,13 +48,14 @@ daily-demo: java install ## Daily operation on the sample: one file a day, --inc
 
 # Test workers (pytest-xdist): each has its own Spark session and servers. A test file runs in one
 # worker, so its module fixtures are built once; the shared sample run is built once per run.
+# Files go out in collection order, the longest first (tests/conftest.py: LONGEST_FIRST).
 TEST_WORKERS ?= 2
 
 test: java install ## Run the tests (unit and integration)
-	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
 
 test-fast: install ## The tests that need no JVM and no server (the edit-test loop)
-	$(PY) -m pytest -m "not services" -q -n $(TEST_WORKERS) --dist loadfile
+	$(PY) -m pytest -m "not services" -q -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
 
 data: install ## Generate a synthetic input of SCALE x 541,909 rows: make data SCALE=10
 	$(PY) -m retail_pipeline_dev.synthetic --scale $(SCALE)

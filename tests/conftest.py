@@ -53,12 +53,31 @@ SERVICE_FIXTURES = {
 }
 
 
+# The longest test files, in the order xdist hands them out (the Makefile passes
+# --no-loadscope-reorder): longest first, so no worker is left alone with one at the end. The
+# first builds the chain of daily runs, which is ready when test_daily (third) starts.
+LONGEST_FIRST = [
+    "integration/warehouse/test_warehouse_daily.py",
+    "integration/test_bad_inputs.py",
+    "integration/test_daily.py",
+    "integration/test_s3a_job.py",
+    "integration/stream/test_stream_sample.py",
+    "integration/test_packaging.py",
+    "integration/test_parser_properties.py",
+    "integration/test_quality_gate.py",
+]
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Mark the tests that need services (`-m "not services"` is the fast edit-test loop)."""
+    """Mark the tests that need services (`-m "not services"` is the fast edit-test loop), and
+    put the longest files first (a stable sort: the rest keep their order)."""
     for item in items:
         fixtures = set(getattr(item, "fixturenames", ()))
         if fixtures & SERVICE_FIXTURES or "integration" in item.path.parts:
             item.add_marker(pytest.mark.services)
+    rank = {name: number for number, name in enumerate(LONGEST_FIRST)}
+    tests = Path(__file__).parent
+    items.sort(key=lambda item: rank.get(item.path.relative_to(tests).as_posix(), len(rank)))
 
 
 @pytest.fixture(scope="session")
