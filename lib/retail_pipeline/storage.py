@@ -38,7 +38,7 @@ class HadoopFileSystem:
         self._conf: Any = spark._jsc.hadoopConfiguration()  # noqa: SLF001
         self._default_scheme: str | None = None  # fs.defaultFS's, looked up once
         # The class looked up once: each step of jvm.org.apache... is a round trip to the JVM.
-        self._hadoop_path: Any = self._jvm.org.apache.hadoop.fs.Path
+        self._hadoop_path: Any = spark._jvm.org.apache.hadoop.fs.Path  # type: ignore[union-attr]  # noqa: SLF001
 
     def _path(self, path: str) -> Any:
         return self._hadoop_path(path)

@@ -141,7 +141,9 @@ def split_fields(lines: DataFrame) -> DataFrame:
         .withColumn(PARTS, F.when(~quoted, F.split(line, re.escape(rules.CSV_SYNTAX.delimiter), -1)))
         .withColumn(
             FIELDS,
-            F.when(~quoted, unquoted).otherwise(F.from_csv(F.when(parsable, line), RAW_FIELDS_DDL, CSV_OPTIONS)),
+            F.when(~quoted, unquoted).otherwise(
+                F.from_csv(F.when(parsable, line), RAW_FIELDS_DDL, CSV_OPTIONS)
+            ),
         )
         .drop(PARTS)
     )

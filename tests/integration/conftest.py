@@ -6,6 +6,7 @@ import pytest
 
 from tests.conftest import build_once
 from tests.integration.daily_chain import DailyRuns, build_daily_runs
+from tests.integration.job_process import write_job_archive
 
 
 @pytest.fixture(scope="session")
@@ -15,3 +16,10 @@ def daily_runs(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPath
     return build_once(
         tmp_path_factory, "daily_runs", lambda root: build_daily_runs(request.getfixturevalue("spark"), root)
     )
+
+
+@pytest.fixture(scope="session")
+def job_archive(tmp_path_factory: pytest.TempPathFactory) -> bool:
+    """The JVM archive the job's processes start from, written once per test run by one
+    worker when it is missing (job_process.write_job_archive)."""
+    return build_once(tmp_path_factory, "job_archive", write_job_archive)

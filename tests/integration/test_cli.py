@@ -16,15 +16,9 @@ from retail_pipeline.ledger import canonical_uri
 from retail_pipeline.report import RunReport
 from tests.conftest import REPO_ROOT, SAMPLE_CSV, writable_copy
 from tests.integration.daily_chain import sample_days, write_csv
+from tests.integration.job_process import environment, job, job_config, kill_at
 from tests.integration.test_bad_inputs import assert_one_error_line, cli_main, suite_config
-from tests.integration.test_daily import (
-    SMALL_DAY,
-    assert_ledger_agrees,
-    environment,
-    job,
-    job_config,
-    kill_at,
-)
+from tests.integration.test_daily import SMALL_DAY, assert_ledger_agrees
 
 pytestmark = pytest.mark.integration
 
@@ -45,6 +39,7 @@ def test_a_bad_config_exits_2_with_a_message_not_a_traceback(tmp_path: Path) -> 
     assert "Traceback" not in result.stderr
 
 
+@pytest.mark.usefixtures("job_archive")
 def test_a_killed_run_leaves_the_previous_output_readable(
     spark: SparkSession, tmp_path: Path, sample_run: tuple[RunReport, Path]
 ) -> None:

@@ -8,16 +8,12 @@ processes only what is new; a kill at any stage leaves data and ledger agreeing;
 from __future__ import annotations
 
 import json
-import os
-import signal
 import subprocess
-import sys
 import time
 from collections import Counter
 from pathlib import Path
 
 import pytest
-import yaml
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
@@ -26,8 +22,9 @@ from retail_pipeline.config import BatchSettings
 from retail_pipeline.ledger import Ledger, canonical_uri, month_key, source_id
 from retail_pipeline.publish import JOURNAL
 from retail_pipeline.storage import HadoopFileSystem
-from tests.conftest import REPO_ROOT, writable_copy
+from tests.conftest import writable_copy
 from tests.integration.daily_chain import DailyRuns, sample_days, write_csv
+from tests.integration.job_process import environment, job, job_config, kill_at
 
 pytestmark = pytest.mark.integration
 
@@ -164,51 +161,7 @@ def test_a_corrected_file_replaces_exactly_its_own_lines(spark: SparkSession, tm
     assert_ledger_agrees(spark, output)
 
 
-def job(*args: str) -> list[str]:
-    return [sys.executable, "-m", "retail_pipeline", "batch", *args]
-
-
-def environment() -> dict[str, str]:
-    return {**os.environ, "PYTHONPATH": str(REPO_ROOT / "lib"), "SPARK_LOCAL_IP": "127.0.0.1"}
-
-
-def job_config(folder: Path, *, gate: bool) -> Path:
-    """The local config for a job of seconds in a subprocess: the gate on only where the test
-    needs it (Great Expectations takes seconds to import), the local config's
-    class-data-sharing archive wherever the tests run from (its path is relative to the
-    working directory), 1 GB, and C1 alone (such a job never earns C2's compile time back)."""
-    config = yaml.safe_load((REPO_ROOT / "configs" / "local.yaml").read_text())
-    spark = config["spark"]
-    if spark.get("class_data_sharing"):
-        spark["class_data_sharing"] = str(REPO_ROOT / spark["class_data_sharing"])
-    options = spark["conf"].get("spark.driver.extraJavaOptions", "")
-    spark["conf"]["spark.driver.extraJavaOptions"] = f"{options} -XX:TieredStopAtLevel=1".strip()
-    spark["conf"]["spark.driver.memory"] = "1g"
-    config["quality"]["enabled"] = gate
-    path = folder / ("gate.yaml" if gate else "no_gate.yaml")
-    path.write_text(yaml.safe_dump(config))
-    return path
-
-
-def kill_at(marker: str, *args: str) -> list[str]:
-    """Run the job with `args`, kill it (SIGKILL, JVM included) at the first stderr line with
-    `marker`; returns the lines it wrote."""
-    process = subprocess.Popen(
-        job(*args), stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, env=environment(),
-        start_new_session=True,
-    )  # fmt: skip
-    assert process.stderr is not None
-    deadline = time.monotonic() + 120
-    seen = []
-    for line in process.stderr:
-        seen.append(line)
-        if marker in line or time.monotonic() > deadline:
-            break
-    os.killpg(process.pid, signal.SIGKILL)
-    process.wait(timeout=30)
-    return seen
-
-
+@pytest.mark.usefixtures("job_archive")
 def test_a_kill_at_any_stage_leaves_data_and_ledger_agreeing(
     spark: SparkSession, tmp_path: Path, daily_runs: DailyRuns
 ) -> None:
@@ -258,6 +211,7 @@ def test_a_kill_at_any_stage_leaves_data_and_ledger_agreeing(
     assert sum(entry.read for entry in ledger.sources.values()) == first + 3 * SMALL_DAY
 
 
+@pytest.mark.usefixtures("job_archive")
 def test_two_runs_on_one_output_one_runs_the_other_is_refused(spark: SparkSession, tmp_path: Path) -> None:
     days = list(sample_days().items())
     incoming, output = tmp_path / "incoming", tmp_path / "out"
