@@ -12,6 +12,7 @@ import fcntl
 import os
 import pickle
 import stat
+import time
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from types import MappingProxyType
@@ -135,6 +136,17 @@ def spark() -> Iterator:
 
 
 T = TypeVar("T")
+
+
+def wait_until(condition: Callable[[], bool], *, seconds: float = 10.0) -> bool:
+    """Whether `condition` came true within `seconds` (generous by default: a background
+    thread may be starved on a loaded 2-core machine)."""
+    deadline = time.monotonic() + seconds
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.02)
+    return True
 
 
 def shared_root(tmp_path_factory: pytest.TempPathFactory) -> Path:

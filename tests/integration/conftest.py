@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pytest
 
+from retail_pipeline_dev.stream_local.moto import MotoServer
 from tests.conftest import build_once
 from tests.integration.daily_chain import DailyRuns, build_daily_runs
 from tests.integration.job_process import write_job_archive
@@ -23,3 +26,10 @@ def job_archive(tmp_path_factory: pytest.TempPathFactory) -> bool:
     """The JVM archive the job's processes start from, written once per test run by one
     worker when it is missing (job_process.write_job_archive)."""
     return build_once(tmp_path_factory, "job_archive", write_job_archive)
+
+
+@pytest.fixture(scope="module")
+def moto() -> Iterator[MotoServer]:
+    """A moto server (a separate process, on loopback) for the tests of one module."""
+    with MotoServer() as server:
+        yield server

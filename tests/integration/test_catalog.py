@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -43,12 +42,6 @@ COLUMNS = [
     {"Name": "revenue", "Type": "decimal(23,4)"},
     {"Name": "invoice_ts", "Type": "timestamp"},
 ]
-
-
-@pytest.fixture(scope="module")
-def moto() -> Iterator[MotoServer]:
-    with MotoServer() as server:
-        yield server
 
 
 @pytest.fixture

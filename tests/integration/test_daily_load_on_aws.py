@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import io
 import json
-from collections.abc import Iterator
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -71,12 +70,6 @@ def put_parquet(s3: Any, key: str, table: pa.Table) -> str:
     pq.write_table(table, buffer)
     s3.put_object(Bucket=BUCKET, Key=key, Body=buffer.getvalue())
     return f"s3://{BUCKET}/{key}"
-
-
-@pytest.fixture(scope="module")
-def moto() -> Iterator[MotoServer]:
-    with MotoServer() as server:
-        yield server
 
 
 @pytest.fixture

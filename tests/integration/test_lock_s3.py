@@ -7,7 +7,6 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -17,6 +16,7 @@ from botocore.exceptions import ClientError
 
 from retail_pipeline.lock import LockLostError, OutputLockedError, output_lock
 from retail_pipeline_dev.stream_local.moto import MotoServer
+from tests.conftest import wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -24,22 +24,6 @@ KEYS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS
 BUCKET = "retail-lake"
 RACE_ROUNDS = 10
 RACE_TIMEOUT_SECONDS = 30
-WAIT_SECONDS = 10  # generous: the renewal thread may be starved on a loaded machine
-
-
-def wait_until(condition: Callable[[], bool]) -> bool:
-    deadline = time.monotonic() + WAIT_SECONDS
-    while not condition():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.05)
-    return True
-
-
-@pytest.fixture(scope="module")
-def moto() -> Iterator[MotoServer]:
-    with MotoServer() as server:
-        yield server
 
 
 @pytest.fixture

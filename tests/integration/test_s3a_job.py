@@ -18,7 +18,6 @@ import os
 import subprocess
 import sys
 import urllib.request
-from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -57,12 +56,6 @@ def s3a_jars() -> list[str]:
             pytest.fail(message)  # CI installs it: a missing jar must not pass as a skip
         pytest.skip(message)
     return jars
-
-
-@pytest.fixture(scope="module")
-def moto() -> Iterator[MotoServer]:
-    with MotoServer() as server:
-        yield server
 
 
 @pytest.fixture

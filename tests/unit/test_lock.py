@@ -9,7 +9,6 @@ import os
 import socket
 import threading
 import time
-from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -18,19 +17,10 @@ import pytest
 
 from retail_pipeline import lock
 from retail_pipeline.lock import LOCK_NAME, LockError, LockLostError, OutputLockedError, output_lock
+from tests.conftest import wait_until
 
 RACE_ROUNDS = 20
 RACE_TIMEOUT_SECONDS = 30
-WAIT_SECONDS = 10  # generous: the renewal thread may be starved on a loaded machine
-
-
-def wait_until(condition: Callable[[], bool]) -> bool:
-    deadline = time.monotonic() + WAIT_SECONDS
-    while not condition():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.02)
-    return True
 
 
 def read_lock(output: Path) -> dict[str, Any]:
