@@ -34,11 +34,12 @@ class HadoopFileSystem:
     """A thin wrapper over org.apache.hadoop.fs.FileSystem for the paths of one job."""
 
     def __init__(self, spark: SparkSession) -> None:
-        self._jvm: Any = spark._jvm  # noqa: SLF001 - py4j gateway, the documented way in
+        jvm: Any = spark._jvm  # noqa: SLF001 - py4j gateway, the documented way in
+        self._jvm = jvm
         self._conf: Any = spark._jsc.hadoopConfiguration()  # noqa: SLF001
         self._default_scheme: str | None = None  # fs.defaultFS's, looked up once
         # The class looked up once: each step of jvm.org.apache... is a round trip to the JVM.
-        self._hadoop_path: Any = spark._jvm.org.apache.hadoop.fs.Path  # type: ignore[union-attr]  # noqa: SLF001
+        self._hadoop_path: Any = jvm.org.apache.hadoop.fs.Path
 
     def _path(self, path: str) -> Any:
         return self._hadoop_path(path)

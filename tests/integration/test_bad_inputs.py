@@ -40,6 +40,7 @@ from retail_pipeline.inputs import InputError
 from retail_pipeline.ledger import canonical_uri
 from retail_pipeline.report import RunReport
 from tests.conftest import REPO_ROOT, SAMPLE_CSV
+from tests.integration.job_process import local_config
 from tests.integration.test_parser_properties import CONTROL, LINE_BREAKS, python_outcome
 
 pytestmark = pytest.mark.integration
@@ -760,7 +761,7 @@ def cli_main(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, 
 def suite_config(folder: Path, *, gate: bool) -> Path:
     """configs/local.yaml with the suite session's shuffle width (so a run in this process
     leaves the shared session's settings as they were) and the gate on or off."""
-    config = yaml.safe_load((REPO_ROOT / "configs" / "local.yaml").read_text())
+    config = local_config()
     assert config["quality"]["enabled"] is True
     config["spark"]["conf"]["spark.sql.shuffle.partitions"] = 4
     config["quality"]["enabled"] = gate

@@ -11,11 +11,10 @@ from chispa import assert_df_equality
 from pyspark.sql import SparkSession
 
 from retail_pipeline import batch
-from retail_pipeline.config import BatchSettings
 from retail_pipeline.ledger import canonical_uri
 from retail_pipeline.report import RunReport
 from tests.conftest import REPO_ROOT, SAMPLE_CSV, writable_copy
-from tests.integration.daily_chain import sample_days, write_csv
+from tests.integration.daily_chain import batch_settings, sample_days, write_csv
 from tests.integration.job_process import environment, job, job_config, kill_at
 from tests.integration.test_bad_inputs import assert_one_error_line, cli_main, suite_config
 from tests.integration.test_daily import SMALL_DAY, assert_ledger_agrees
@@ -68,7 +67,7 @@ def test_a_killed_run_leaves_the_previous_output_readable(
 
     # The next run (its lock taken over from the dead one) discards what the killed one left
     # behind and publishes normally, beside the first file's lines.
-    report = batch.run(spark, BatchSettings(str(new_file), str(output), "utf-8", True, incremental=True))
+    report = batch.run(spark, batch_settings(new_file, output, incremental=True))
     assert report.sources == [canonical_uri(new_file.as_uri())]
     assert report.published + first.published == spark.read.parquet(str(output / "curated")).count()
     ledger = assert_ledger_agrees(spark, output)  # nothing staged is left either

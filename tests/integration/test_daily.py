@@ -18,12 +18,11 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from retail_pipeline import batch, rules
-from retail_pipeline.config import BatchSettings
 from retail_pipeline.ledger import Ledger, canonical_uri, month_key, source_id
 from retail_pipeline.publish import JOURNAL
 from retail_pipeline.storage import HadoopFileSystem
 from tests.conftest import writable_copy
-from tests.integration.daily_chain import DailyRuns, sample_days, write_csv
+from tests.integration.daily_chain import DailyRuns, batch_settings, sample_days, write_csv
 from tests.integration.job_process import environment, job, job_config, kill_at
 
 pytestmark = pytest.mark.integration
@@ -32,10 +31,6 @@ BUSINESS_COLUMNS = [c for c in rules.CURATED_COLUMNS if c not in rules.LINEAGE_C
 # Lines per day file of the runs in a subprocess: any line reaches every stage, and a JVM's
 # start and first queries, not the lines, are what such a run costs.
 SMALL_DAY = 200
-
-
-def settings(input_path: Path | str, output: Path, *, incremental: bool = False) -> BatchSettings:
-    return BatchSettings(str(input_path), str(output), "utf-8", True, incremental=incremental)
 
 
 def curated(spark: SparkSession, output: Path) -> DataFrame:
@@ -86,7 +81,7 @@ def test_day_by_day_runs_end_where_one_full_run_does(
     one_file_each, growing = tmp_path / "one_file_each", daily_runs.days[-1].output
     for index, (day, rows) in enumerate(daily_runs.day_rows.items()):
         path = write_csv(tmp_path / "incoming" / f"{day}.csv", rows)
-        alone = batch.run(spark, settings(path, one_file_each))
+        alone = batch.run(spark, batch_settings(path, one_file_each))
         daily = daily_runs.days[index].report
         assert alone.sources == [canonical_uri(path.as_uri())]
         assert daily.sources == [canonical_uri(daily_runs.day_files[day])]
@@ -121,7 +116,7 @@ def test_a_corrected_file_replaces_exactly_its_own_lines(spark: SparkSession, tm
     bad_line = ["536999", "85123A", "HEART", "six", "12/2/2010 9:00", "2.55", "17850", "United Kingdom"]
     second_with_bad = [*second, bad_line]
     write_csv(second_path, second_with_bad)
-    batch.run(spark, settings(incoming, output))
+    batch.run(spark, batch_settings(incoming, output))
     kept = curated(spark, output).where(F.col("source_file") != canonical_uri(second_path.as_uri()))
     kept_before = lines(kept, [*BUSINESS_COLUMNS, "source_file", "run_id"])
     assert len({row[-2] for row in kept_before}) == 2  # both day1.csv files
@@ -131,7 +126,7 @@ def test_a_corrected_file_replaces_exactly_its_own_lines(spark: SparkSession, tm
     corrected[0] = [*corrected[0][:4], "1/5/2011 10:00", *corrected[0][5:]]
     time.sleep(0.01)
     write_csv(second_path, corrected)
-    report = batch.run(spark, settings(incoming, output, incremental=True))
+    report = batch.run(spark, batch_settings(incoming, output, incremental=True))
     assert report.sources == [canonical_uri(second_path.as_uri())]
     assert report.quarantined == {}
     assert report.curated_partitions == [
@@ -144,7 +139,7 @@ def test_a_corrected_file_replaces_exactly_its_own_lines(spark: SparkSession, tm
     assert not (output / "quarantine").exists() or not any((output / "quarantine").iterdir())
 
     # The end state is that of one run over the files as they are now.
-    fresh = batch.run(spark, settings(incoming, tmp_path / "fresh"))
+    fresh = batch.run(spark, batch_settings(incoming, tmp_path / "fresh"))
     assert fresh.published == curated(spark, output).count()
     assert lines(curated(spark, output), [*BUSINESS_COLUMNS, "source_file"]) == lines(
         curated(spark, tmp_path / "fresh"), [*BUSINESS_COLUMNS, "source_file"]
@@ -153,7 +148,7 @@ def test_a_corrected_file_replaces_exactly_its_own_lines(spark: SparkSession, tm
     # Re-delivered as first sent: January is empty again and removed.
     time.sleep(0.01)
     write_csv(second_path, second)
-    report = batch.run(spark, settings(incoming, output, incremental=True))
+    report = batch.run(spark, batch_settings(incoming, output, incremental=True))
     assert report.removed_partitions == ["invoice_year=2011/invoice_month=1"]
     assert not (output / "curated" / "invoice_year=2011").exists() or not any(
         (output / "curated" / "invoice_year=2011").iterdir()
@@ -204,7 +199,7 @@ def test_a_kill_at_any_stage_leaves_data_and_ledger_agreeing(
             assert after_kill == before or len(ledger.sources) > sources_before  # old, or published
 
     # The next run finishes or discards the killed one, then completes.
-    report = batch.run(spark, settings(incoming, output, incremental=True))
+    report = batch.run(spark, batch_settings(incoming, output, incremental=True))
     ledger = assert_ledger_agrees(spark, output)
     assert len(ledger.sources) == 4 and report.status in ("succeeded", "nothing_new")
     first = daily_runs.days[0].report.read
