@@ -6,9 +6,10 @@ where one run over all of it would. `run` is the list of stages:
 
     lock the output (one writer) -> finish or discard an interrupted run (publish.recover)
     -> select the inputs (all, or with --incremental those the ledger has not seen)
-    -> write_staging: one pass reads, classifies and counts every line (an Observation) and
-       writes it to staging by outcome, reason and month; a second pass only when some line
-       was quarantined (it needs their raw text); the written counts verified
+    -> write_staging: one pass reads and classifies every line and writes it to staging by
+       outcome, reason and month (an Observation counts what staging cannot hold: header
+       lines, revenue); a second pass only when some line was quarantined (it needs their
+       raw text); the lines of each outcome, reason, source and month counted from staging
     -> validate: the quality gate on the staged Parquet (a critical failure publishes nothing)
     -> rewrite_curated: each month the run touches, rebuilt as other sources' lines + the run's
     -> publish: months, quarantine, ledger and reports in one journaled step
@@ -30,6 +31,7 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any
 
 from pyspark.sql import DataFrame, Observation, SparkSession
@@ -63,6 +65,8 @@ logger = logging.getLogger(__name__)
 LINES = "lines"
 NULL_PARTITION = "__HIVE_DEFAULT_PARTITION__"
 PUBLISHED_LINES = f"outcome={transforms.OUTCOME_PUBLISHED}/reason={NULL_PARTITION}"
+# An (outcome, reason) of the staged lines (reason None for published lines).
+Group = tuple[str | None, str | None]
 # Staging folder of the inputs copied with their multi-line records joined (`multiline`).
 MULTILINE = "multiline"
 
@@ -179,14 +183,40 @@ def read_lines(
     )
 
 
-def outcome_counts(observation: Observation, scope: LineScope | None = None) -> OutcomeCounts:
-    """The counts an observed pass collected (see `transforms.outcome_metrics`), with the
-    records it read whole across lines (from the scope's copies)."""
-    counts = OutcomeCounts.from_groups(transforms.outcome_groups(observation.get))
-    if scope is None:
-        return counts
-    copies = scope.copies
-    return dataclasses.replace(counts, multiline_records=copies.records, multiline_lines=copies.lines)
+@dataclass(frozen=True)
+class ObservedLines:
+    """What the staging pass counted as it read (`transforms.outcome_metrics`)."""
+
+    lines: int  # every line read, header lines included
+    header_lines: int
+    quarantined: int
+    published_revenue: Decimal
+    unclosed_quote_files: frozenset[str]
+
+    @classmethod
+    def of(cls, observation: Observation) -> ObservedLines:
+        metrics = observation.get
+        return cls(
+            lines=metrics[transforms.ALL_LINES],
+            header_lines=metrics[transforms.HEADER_LINES],
+            quarantined=metrics[transforms.QUARANTINED_LINES],
+            published_revenue=metrics[transforms.REVENUE] or Decimal(0),
+            unclosed_quote_files=frozenset(transforms.unclosed_quote_files(metrics)),
+        )
+
+    def counts(self, staged: Mapping[Group, int], copies: JoinedCopies) -> OutcomeCounts:
+        """The run's counts: the staged lines of each (outcome, reason) with what was observed,
+        and the records read whole across lines (from the copies)."""
+        revenue = {transforms.OUTCOME_PUBLISHED: self.published_revenue}
+        counts = OutcomeCounts.from_groups(
+            (outcome, reason, n, revenue.get(outcome or "")) for (outcome, reason), n in staged.items()
+        )
+        return dataclasses.replace(
+            counts,
+            header_lines=self.header_lines,
+            multiline_records=copies.records,
+            multiline_lines=copies.lines,
+        )
 
 
 def write_lines(lines: DataFrame, path: str) -> None:
@@ -215,21 +245,33 @@ def write_quarantine(quarantine: DataFrame, path: str) -> None:
     quarantine.write.mode("overwrite").partitionBy(transforms.SOURCE_ID).parquet(path)
 
 
-def source_lines(spark: SparkSession, fs: HadoopFileSystem, staging: str) -> dict[str, SourceLines]:
-    """Where each source's staged lines went, read back from staging (its source_file column
-    and the partition folders only): the ledger's counts, and the published lines written."""
-    lines: dict[str, SourceLines] = {}
+def staged_lines(
+    spark: SparkSession, fs: HadoopFileSystem, staging: str, inputs: list[InputFile]
+) -> tuple[dict[str, SourceLines], Counter[Group]]:
+    """Where the staged lines went, counted from staging: each source's lines by outcome and
+    published month (the ledger's counts), and the run's lines by (outcome, reason).
+
+    Outcome, reason and month are partition folders: a run of one input file groups by them
+    alone, and Spark counts each file's rows from its Parquet footer without reading a column.
+    A run of several files reads the source_file column too."""
+    by_source: dict[str, SourceLines] = {}
+    groups: Counter[Group] = Counter()
     if not fs.list_dirs(f"{staging}/{LINES}"):
-        return lines
+        return by_source, groups
+    read = [f.uri for f in inputs if not f.empty]
+    source_column = [] if len(read) == 1 else [transforms.SOURCE_FILE]
     grouped = (
         spark.read.parquet(f"{staging}/{LINES}")
-        .groupBy(transforms.SOURCE_FILE, "outcome", *transforms.PARTITION_COLUMNS)
+        .groupBy(*source_column, "outcome", "reason", *transforms.PARTITION_COLUMNS)
         .count()
         .collect()
     )
-    for source, outcome, year, month, count in grouped:
-        lines.setdefault(source, SourceLines()).add(outcome, (year, month), count)
-    return lines
+    for row in grouped:
+        *source, outcome, reason, year, month, count = row
+        lines = by_source.setdefault(source[0] if source else read[0], SourceLines())
+        lines.add(outcome, (year, month), count)
+        groups[(outcome, reason)] += count
+    return by_source, groups
 
 
 def validate_run(
@@ -330,11 +372,11 @@ def write_staging(
     with timer.stage("write_staging"), balanced_splits(spark, inputs):
         lines, observation = data_lines(spark, inputs, settings, scope=scope)
         write_lines(lines, f"{staging}/{LINES}")
-        counts = outcome_counts(observation, scope)
-    opened = transforms.unclosed_quote_files(observation.get)
-    if opened:
+        observed = ObservedLines.of(observation)
+    if observed.unclosed_quote_files:
         # Some quote was left open at a line's end: records whose quoted field spans lines are
         # read whole from joined copies of those files, and the lines staged again.
+        opened = observed.unclosed_quote_files
         with timer.stage("join_multiline"):
             copies = join_multiline_files(fs, [f for f in inputs if f.uri in opened], staging=staging)
         if copies.records:
@@ -342,28 +384,29 @@ def write_staging(
             with timer.stage("write_staging_whole_records"), balanced_splits(spark, inputs):
                 lines, observation = data_lines(spark, inputs, settings, scope=scope)
                 write_lines(lines, f"{staging}/{LINES}")
-                counts = outcome_counts(observation, scope)
-    if counts.quarantined_total:
+                observed = ObservedLines.of(observation)
+    if observed.quarantined:
         # Quarantine records keep each line's raw text, which the staged lines do not carry:
         # read again, only when some line was quarantined (real exports have none).
         with timer.stage("write_quarantine"), balanced_splits(spark, inputs):
             classified, again = observed_lines(spark, inputs, settings, scope=scope)
             write_quarantine(transforms.to_quarantine(classified), f"{staging}/quarantine")
-            if outcome_counts(again, scope) != counts:
+            if ObservedLines.of(again) != observed:
                 raise RuntimeError(
                     "the input changed while the job read it: two reads counted different lines"
                 )
-    if opened:
+    if observed.unclosed_quote_files:
         fs.delete(f"{staging}/{MULTILINE}")
     with timer.stage("verify"):
-        sources = source_lines(spark, fs, staging)
-        staged = Staged(counts, sources)
+        sources, groups = staged_lines(spark, fs, staging, inputs)
+        counts = observed.counts(groups, scope.copies)
         check_accounting(
             counts,
-            written_published=sum(staged.published_by_month().values()),
-            written_quarantined=rewrite.count_rows(spark, fs, f"{staging}/quarantine"),
+            lines_read=observed.lines - observed.header_lines,
+            quarantined_read=observed.quarantined,
+            quarantine_written=rewrite.count_rows(spark, fs, f"{staging}/quarantine"),
         )
-    return staged
+    return Staged(counts, sources)
 
 
 def join_multiline_files(fs: HadoopFileSystem, files: list[InputFile], *, staging: str) -> JoinedCopies:
@@ -716,7 +759,7 @@ def data_lines(
 def observed_lines(
     spark: SparkSession, inputs: list[InputFile], settings: BatchSettings, *, scope: LineScope
 ) -> tuple[DataFrame, Observation]:
-    """The classified lines, counted by the action that consumes them (`outcome_counts`)."""
+    """The classified lines, counted by the action that consumes them (`ObservedLines`)."""
     observation = Observation()
     return classify_inputs(spark, inputs, settings, scope=scope).observe(
         observation, *transforms.outcome_metrics()

@@ -23,7 +23,7 @@ class AccountingError(RuntimeError):
 
 @dataclass(frozen=True)
 class OutcomeCounts:
-    """Line counts from one aggregated pass over the classified lines."""
+    """A run's line counts by outcome and reason."""
 
     header_lines: int
     read: int
@@ -114,23 +114,25 @@ class RunReport:
         return cls(**data)
 
 
-def check_accounting(counts: OutcomeCounts, *, written_published: int, written_quarantined: int) -> None:
-    """Every line read must be published, filtered or quarantined, exactly once, and what was
-    written must be what was counted."""
+def check_accounting(
+    counts: OutcomeCounts, *, lines_read: int, quarantined_read: int, quarantine_written: int
+) -> None:
+    """Every line read must be published, filtered or quarantined, exactly once: the staged
+    lines (`counts`) must be the lines the pass read (`lines_read`, header lines aside), and
+    the quarantine records written the quarantined lines it counted."""
     problems = []
     accounted = counts.published + counts.filtered_total + counts.quarantined_total
     if counts.read != accounted or counts.unclassified:
         problems.append(
-            f"read {counts.read:,} lines but published {counts.published:,} + filtered "
+            f"staged {counts.read:,} lines but published {counts.published:,} + filtered "
             f"{counts.filtered_total:,} + quarantined {counts.quarantined_total:,} = {accounted:,}"
             f" ({counts.unclassified:,} lines have no outcome)"
         )
-    if written_published != counts.published:
-        problems.append(f"counted {counts.published:,} published lines but wrote {written_published:,}")
-    if written_quarantined != counts.quarantined_total:
-        problems.append(
-            f"counted {counts.quarantined_total:,} quarantined lines but wrote {written_quarantined:,}"
-        )
+    if counts.read != lines_read:
+        problems.append(f"read {lines_read:,} lines but staged {counts.read:,}")
+    for what, count in (("staged", counts.quarantined_total), ("wrote", quarantine_written)):
+        if count != quarantined_read:
+            problems.append(f"counted {quarantined_read:,} quarantined lines but {what} {count:,}")
     if problems:
         raise AccountingError("row accounting failed: " + "; ".join(problems))
 

@@ -87,14 +87,10 @@ def file_key(uri: str) -> str:
 PARTITION_COLUMNS = rules.PARTITION_COLUMNS
 CURATED_COLUMNS = rules.CURATED_COLUMNS
 
-# Every (outcome, reason) a line can end in; names of the observed metrics.
-OUTCOME_GROUPS: tuple[tuple[str, str | None], ...] = (
-    (OUTCOME_HEADER, None),
-    (OUTCOME_PUBLISHED, None),
-    *((OUTCOME_FILTERED, name) for name in rules.FILTER_RULE_NAMES),
-    *((OUTCOME_QUARANTINED, name) for name in rules.QUARANTINE_REASON_NAMES),
-)
+# Names of the observed metrics (`outcome_metrics`).
 ALL_LINES = "all_lines"
+HEADER_LINES = "header_lines"
+QUARANTINED_LINES = "quarantined_lines"
 REVENUE = "published_revenue"
 UNCLOSED_QUOTE = next(check.name for check in rules.LINE_REASONS if check.kind == "odd_quotes")
 # The source files holding a line with an unclosed quote (at most one entry per input file).
@@ -342,43 +338,26 @@ def classify_lines(
 
 
 def outcome_metrics() -> list[Column]:
-    """Aggregates for `DataFrame.observe` over classified lines: the lines of each (outcome,
-    reason), the published revenue and the files with an unclosed quote, so the write that
-    consumes the lines counts them too."""
-    metrics = [
+    """Aggregates for `DataFrame.observe` over classified lines, so the write that consumes
+    them counts what the staged lines cannot tell: every line, the header lines (never
+    staged), the quarantined lines (a second read for their raw text must count the same),
+    the published revenue and the files with an unclosed quote. The lines of each outcome and
+    reason are counted from the staged partitions' folders (`batch.staged_lines`), not here:
+    one comparison per line per reason cost more than the files' metadata."""
+    return [
         F.count(F.lit(1)).alias(ALL_LINES),
+        F.count(F.when(F.col("outcome") == OUTCOME_HEADER, 1)).alias(HEADER_LINES),
+        F.count(F.when(F.col("outcome") == OUTCOME_QUARANTINED, 1)).alias(QUARANTINED_LINES),
         F.sum(F.when(is_published(), F.col("revenue"))).alias(REVENUE),
         F.to_json(F.collect_set(F.when(F.col("reason") == UNCLOSED_QUOTE, F.col(SOURCE_FILE)))).alias(
             UNCLOSED_QUOTE_FILES
         ),
     ]
-    for outcome, reason in OUTCOME_GROUPS:
-        same_reason = F.col("reason").isNull() if reason is None else F.col("reason") == reason
-        metrics.append(
-            F.count(F.when((F.col("outcome") == outcome) & same_reason, 1)).alias(f"{outcome}:{reason}")
-        )
-    return metrics
 
 
 def unclosed_quote_files(metrics: Mapping[str, Any]) -> set[str]:
     """The source files (URIs, as `source_file`) in which `outcome_metrics` saw an unclosed quote."""
     return set(json.loads(metrics[UNCLOSED_QUOTE_FILES] or "[]"))
-
-
-def outcome_groups(metrics: Mapping[str, Any]) -> list[tuple[str | None, str | None, int, Any]]:
-    """The non-empty (outcome, reason, lines, revenue) groups from `outcome_metrics`' values,
-    as a GROUP BY would give them; lines in no known group form a group of their own."""
-    groups = [
-        (
-            outcome,
-            reason,
-            metrics[f"{outcome}:{reason}"],
-            metrics[REVENUE] if outcome == OUTCOME_PUBLISHED else None,
-        )
-        for outcome, reason in OUTCOME_GROUPS
-    ]
-    unknown = metrics[ALL_LINES] - sum(lines for _, _, lines, _ in groups)
-    return [group for group in [*groups, (None, None, unknown, None)] if group[2]]
 
 
 def is_published() -> Column:
