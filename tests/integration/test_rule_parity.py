@@ -185,6 +185,9 @@ HARDENING_LINES = [
     "9" * 64 + ",85123A,HEART,6,12/1/2010 8:26,2.55,17850,United Kingdom",
     "9" * 65 + ",85123A,HEART,6,12/1/2010 8:26,2.55,17850,United Kingdom",
     "536365," + "A" * 65 + ",HEART,6,12/1/2010 8:26,2.55,17850,United Kingdom",
+    # Key lengths count characters (code points), not bytes or UTF-16 units.
+    "536365," + "\U0001f600" * 64 + ",HEART,6,12/1/2010 8:26,2.55,17850,United Kingdom",
+    "536365," + "\u00e9" * 65 + ",HEART,6,12/1/2010 8:26,2.55,17850,United Kingdom",
     "5363\x0065,85123A,HEART,6,12/1/2010 8:26,2.55,17850,United Kingdom",
     "536365,85123A,\tWHITE\x00\x07HEART\x1b,6,12/1/2010 8:26,2.55,17850,United Kingdom",
     "536365,85123A,HEART,6,12/1/2010 8:26,2.55,17850\x85,United Kingdom",
