@@ -16,17 +16,22 @@ from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
 
-from pyspark.sql import SparkSession
+from pyspark.sql import DataFrame, SparkSession
 
 from retail_pipeline import batch, rules
 from retail_pipeline.config import BatchSettings
+from retail_pipeline.ledger import Ledger, month_key, source_id
 from retail_pipeline.report import RunReport
+from retail_pipeline.storage import HadoopFileSystem
 from tests.conftest import SAMPLE_CSV
 
 CORRECTED_DAY = "2010-12-02"
 # Lines of each day in the chain: every outcome and reason of the sample's days is among a
 # day's first lines, and a run's cost beyond them is Spark's per-run work, not the lines.
 CHAIN_DAY = 250
+# Lines per day file of the runs in a subprocess: any line reaches every stage, and a JVM's
+# start and first queries, not the lines, are what such a run costs.
+SMALL_DAY = 200
 
 
 def sample_rows() -> list[list[str]]:
@@ -141,3 +146,34 @@ def build_daily_runs(spark: SparkSession, root: Path) -> DailyRuns:
         day_files={day: (incoming / f"{day}.csv").as_uri() for day in by_day},
         day_rows=by_day,
     )
+
+
+def curated(spark: SparkSession, output: Path) -> DataFrame:
+    return spark.read.parquet(str(output / "curated"))
+
+
+def assert_ledger_agrees(spark: SparkSession, output: Path, *, settled: bool = True) -> Ledger:
+    """The ledger's per-source months and quarantine counts are what the output holds (and,
+    `settled`, no run is staged or half-published)."""
+    ledger = Ledger.read(HadoopFileSystem(spark), str(output))
+    held = Counter(
+        {
+            (row["source_file"], month_key((row["invoice_year"], row["invoice_month"]))): row["count"]
+            for row in curated(spark, output)
+            .groupBy("source_file", "invoice_year", "invoice_month")
+            .count()
+            .collect()
+        }
+    )
+    listed = Counter(
+        {(s, month): n for s, entry in ledger.sources.items() for month, n in entry.months.items()}
+    )
+    assert held == listed
+    quarantine = output / "quarantine"
+    for source, entry in ledger.sources.items():
+        folder = quarantine / f"source_id={source_id(source)}"
+        written = spark.read.parquet(str(folder)).count() if folder.exists() else 0
+        assert written == entry.quarantined, source
+    if settled:
+        assert not (output / "_staging").exists() and not (output / "_trash").exists()
+    return ledger

@@ -1,5 +1,6 @@
-"""The batch job in a process of its own, as a user or a scheduler runs it: its command line,
-environment and config, a kill mid-run, and the JVM archive those runs start from."""
+"""The batch job as a user or a scheduler runs it: in a process of its own (its command line,
+environment and config, a kill mid-run, the JVM archive those runs start from), or the CLI
+in this process on the suite's session, with what it prints."""
 
 from __future__ import annotations
 
@@ -10,8 +11,10 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 import yaml
 
+from retail_pipeline import cli
 from retail_pipeline.jvm_tuning import class_data_sharing_options
 from tests.conftest import REPO_ROOT
 from tests.integration.daily_chain import sample_rows, write_csv
@@ -85,3 +88,36 @@ def kill_at(marker: str, *args: str) -> list[str]:
     os.killpg(process.pid, signal.SIGKILL)
     process.wait(timeout=30)
     return seen
+
+
+def cli_main(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    """`retail-pipeline batch` in this process (cli.main takes the suite's session): its exit
+    code, stdout and stderr."""
+    try:
+        code = cli.main(["batch", *args])
+    finally:
+        cli.configure_logging()  # a handler on the real stderr again, not on this test's capture
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def suite_config(folder: Path, *, gate: bool) -> Path:
+    """configs/local.yaml with the suite session's shuffle width (so a run in this process
+    leaves the shared session's settings as they were) and the gate on or off."""
+    config = local_config()
+    assert config["quality"]["enabled"] is True
+    config["spark"]["conf"]["spark.sql.shuffle.partitions"] = 4
+    config["quality"]["enabled"] = gate
+    path = folder / f"gate_{'on' if gate else 'off'}.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def assert_one_error_line(stderr: str) -> str:
+    """The one `error:` line, last on stderr, and no Python traceback (Spark's own ERROR log
+    lines, Java traces included, may come before it)."""
+    errors = [line for line in stderr.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1, stderr
+    assert "Traceback" not in stderr, stderr
+    assert stderr.rstrip().splitlines()[-1] == errors[0]
+    return errors[0]

@@ -31,16 +31,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 from pyspark.sql import SparkSession
 
-from retail_pipeline import batch, cli, multiline, rules
+from retail_pipeline import batch, multiline, rules
 from retail_pipeline.config import BatchSettings, QualitySettings
 from retail_pipeline.inputs import InputError
 from retail_pipeline.ledger import canonical_uri
 from retail_pipeline.report import RunReport
 from tests.conftest import REPO_ROOT, SAMPLE_CSV
-from tests.integration.job_process import local_config
+from tests.integration.job_process import assert_one_error_line, cli_main, suite_config
 from tests.integration.test_parser_properties import CONTROL, LINE_BREAKS, python_outcome
 
 pytestmark = pytest.mark.integration
@@ -747,43 +746,10 @@ def test_a_read_only_output_is_one_line(
 # ---- the CLI as a user runs it: a process of its own (a JVM) where the process is under test
 
 
-def cli_main(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
-    """`retail-pipeline batch` in this process (cli.main takes the suite's session): its exit
-    code, stdout and stderr."""
-    try:
-        code = cli.main(["batch", *args])
-    finally:
-        cli.configure_logging()  # a handler on the real stderr again, not on this test's capture
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
-
-
-def suite_config(folder: Path, *, gate: bool) -> Path:
-    """configs/local.yaml with the suite session's shuffle width (so a run in this process
-    leaves the shared session's settings as they were) and the gate on or off."""
-    config = local_config()
-    assert config["quality"]["enabled"] is True
-    config["spark"]["conf"]["spark.sql.shuffle.partitions"] = 4
-    config["quality"]["enabled"] = gate
-    path = folder / f"gate_{'on' if gate else 'off'}.yaml"
-    path.write_text(yaml.safe_dump(config))
-    return path
-
-
 def summary(stdout: str) -> dict[str, str]:
     """The run summary's rows ("read      9") by label."""
     rows = [line.rsplit(None, 1) for line in stdout.splitlines() if line[:1].isalpha() and " " in line]
     return {label.strip(): value for label, value in rows}
-
-
-def assert_one_error_line(stderr: str) -> str:
-    """The one `error:` line, last on stderr, and no Python traceback (Spark's own ERROR log
-    lines, Java traces included, may come before it)."""
-    errors = [line for line in stderr.splitlines() if line.startswith("error: ")]
-    assert len(errors) == 1, stderr
-    assert "Traceback" not in stderr, stderr
-    assert stderr.rstrip().splitlines()[-1] == errors[0]
-    return errors[0]
 
 
 def test_cli_refuses_a_windows_1252_export_with_exit_2_and_one_line(

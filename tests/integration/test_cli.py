@@ -14,10 +14,22 @@ from retail_pipeline import batch
 from retail_pipeline.ledger import canonical_uri
 from retail_pipeline.report import RunReport
 from tests.conftest import REPO_ROOT, SAMPLE_CSV, writable_copy
-from tests.integration.daily_chain import batch_settings, sample_days, write_csv
-from tests.integration.job_process import environment, job, job_config, kill_at
-from tests.integration.test_bad_inputs import assert_one_error_line, cli_main, suite_config
-from tests.integration.test_daily import SMALL_DAY, assert_ledger_agrees
+from tests.integration.daily_chain import (
+    SMALL_DAY,
+    assert_ledger_agrees,
+    batch_settings,
+    sample_days,
+    write_csv,
+)
+from tests.integration.job_process import (
+    assert_one_error_line,
+    cli_main,
+    environment,
+    job,
+    job_config,
+    kill_at,
+    suite_config,
+)
 
 pytestmark = pytest.mark.integration
 

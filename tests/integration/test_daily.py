@@ -18,55 +18,29 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from retail_pipeline import batch, rules
-from retail_pipeline.ledger import Ledger, canonical_uri, month_key, source_id
+from retail_pipeline.ledger import Ledger, canonical_uri
 from retail_pipeline.publish import JOURNAL
 from retail_pipeline.storage import HadoopFileSystem
 from tests.conftest import writable_copy
-from tests.integration.daily_chain import DailyRuns, batch_settings, sample_days, write_csv
+from tests.integration.daily_chain import (
+    SMALL_DAY,
+    DailyRuns,
+    assert_ledger_agrees,
+    batch_settings,
+    curated,
+    sample_days,
+    write_csv,
+)
 from tests.integration.job_process import environment, job, job_config, kill_at
 
 pytestmark = pytest.mark.integration
 
 BUSINESS_COLUMNS = [c for c in rules.CURATED_COLUMNS if c not in rules.LINEAGE_COLUMNS]
-# Lines per day file of the runs in a subprocess: any line reaches every stage, and a JVM's
-# start and first queries, not the lines, are what such a run costs.
-SMALL_DAY = 200
-
-
-def curated(spark: SparkSession, output: Path) -> DataFrame:
-    return spark.read.parquet(str(output / "curated"))
 
 
 def lines(frame: DataFrame, columns: list[str]) -> Counter[tuple[object, ...]]:
     """The rows as a multiset of the given columns."""
     return Counter(tuple(row) for row in frame.select(*columns).collect())
-
-
-def assert_ledger_agrees(spark: SparkSession, output: Path, *, settled: bool = True) -> Ledger:
-    """The ledger's per-source months and quarantine counts are what the output holds (and,
-    `settled`, no run is staged or half-published)."""
-    ledger = Ledger.read(HadoopFileSystem(spark), str(output))
-    held = Counter(
-        {
-            (row["source_file"], month_key((row["invoice_year"], row["invoice_month"]))): row["count"]
-            for row in curated(spark, output)
-            .groupBy("source_file", "invoice_year", "invoice_month")
-            .count()
-            .collect()
-        }
-    )
-    listed = Counter(
-        {(s, month): n for s, entry in ledger.sources.items() for month, n in entry.months.items()}
-    )
-    assert held == listed
-    quarantine = output / "quarantine"
-    for source, entry in ledger.sources.items():
-        folder = quarantine / f"source_id={source_id(source)}"
-        written = spark.read.parquet(str(folder)).count() if folder.exists() else 0
-        assert written == entry.quarantined, source
-    if settled:
-        assert not (output / "_staging").exists() and not (output / "_trash").exists()
-    return ledger
 
 
 def test_day_by_day_runs_end_where_one_full_run_does(
