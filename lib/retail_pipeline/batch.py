@@ -373,10 +373,10 @@ def write_staging(
         lines, observation = data_lines(spark, inputs, settings, scope=scope)
         write_lines(lines, f"{staging}/{LINES}")
         observed = ObservedLines.of(observation)
-    if observed.unclosed_quote_files:
+    opened = observed.unclosed_quote_files
+    if opened:
         # Some quote was left open at a line's end: records whose quoted field spans lines are
         # read whole from joined copies of those files, and the lines staged again.
-        opened = observed.unclosed_quote_files
         with timer.stage("join_multiline"):
             copies = join_multiline_files(fs, [f for f in inputs if f.uri in opened], staging=staging)
         if copies.records:
@@ -395,7 +395,7 @@ def write_staging(
                 raise RuntimeError(
                     "the input changed while the job read it: two reads counted different lines"
                 )
-    if observed.unclosed_quote_files:
+    if opened:
         fs.delete(f"{staging}/{MULTILINE}")
     with timer.stage("verify"):
         sources, groups = staged_lines(spark, fs, staging, inputs)

@@ -35,10 +35,12 @@ from pyspark.sql import SparkSession
 
 from retail_pipeline import batch, multiline, rules
 from retail_pipeline.config import BatchSettings, QualitySettings
-from retail_pipeline.inputs import InputError
-from retail_pipeline.ledger import canonical_uri
+from retail_pipeline.inputs import InputError, select_inputs
+from retail_pipeline.ledger import Ledger, canonical_uri
 from retail_pipeline.report import RunReport
+from retail_pipeline.storage import HadoopFileSystem
 from tests.conftest import REPO_ROOT, SAMPLE_CSV
+from tests.integration.daily_chain import batch_settings
 from tests.integration.job_process import assert_one_error_line, cli_main, suite_config
 from tests.integration.test_parser_properties import CONTROL, LINE_BREAKS, python_outcome
 
@@ -525,6 +527,29 @@ def test_a_multi_line_record_run_twice_gives_the_same_output(
     # Its lines as they were, and the other sources' lines kept.
     assert rows(again.published) == rows(first.run.published)
     assert Share(first.path, again).entry["read"] == 5
+
+
+def test_the_joined_copies_are_gone_once_the_lines_are_staged(spark: SparkSession, tmp_path: Path) -> None:
+    """The copies with multi-line records joined are read by the whole-record pass (and the
+    quarantine pass), then deleted, though the whole-record pass left no quote open."""
+    fs = HadoopFileSystem(spark)
+    output = tmp_path / "out"
+    settings = batch_settings(CORPUS / "multiline_description.csv", output)
+    ledger = Ledger.read(fs, str(output))
+    intake = select_inputs(fs, settings.input, ledger, incremental=False, encoding="utf-8")
+    staging = tmp_path / "staging"
+    staged = batch.write_staging(
+        spark,
+        fs,
+        intake.inputs,
+        settings,
+        staging=str(staging),
+        scope=batch.LineScope("run-1"),
+        timer=batch.StageTimer(),
+    )
+    assert (staged.counts.read, staged.counts.multiline_records) == (5, 3)
+    assert (staging / batch.LINES).is_dir()
+    assert not (staging / batch.MULTILINE).exists()
 
 
 def test_a_re_delivered_file_beside_a_stale_checksum_is_read_as_it_is_now(corpus: CorpusRuns) -> None:
