@@ -207,9 +207,10 @@ class ObservedLines:
     def counts(self, staged: Mapping[Group, int], copies: JoinedCopies) -> OutcomeCounts:
         """The run's counts: the staged lines of each (outcome, reason) with what was observed,
         and the records read whole across lines (from the copies)."""
-        revenue = {transforms.OUTCOME_PUBLISHED: self.published_revenue}
+        published = transforms.OUTCOME_PUBLISHED
         counts = OutcomeCounts.from_groups(
-            (outcome, reason, n, revenue.get(outcome or "")) for (outcome, reason), n in staged.items()
+            (outcome, reason, n, self.published_revenue if outcome == published else None)
+            for (outcome, reason), n in staged.items()
         )
         return dataclasses.replace(
             counts,

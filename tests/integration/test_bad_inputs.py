@@ -40,7 +40,6 @@ from retail_pipeline.ledger import Ledger, canonical_uri
 from retail_pipeline.report import RunReport
 from retail_pipeline.storage import HadoopFileSystem
 from tests.conftest import REPO_ROOT, SAMPLE_CSV
-from tests.integration.daily_chain import batch_settings
 from tests.integration.job_process import assert_one_error_line, cli_main, suite_config
 from tests.integration.test_parser_properties import CONTROL, LINE_BREAKS, python_outcome
 
@@ -533,16 +532,14 @@ def test_the_joined_copies_are_gone_once_the_lines_are_staged(spark: SparkSessio
     """The copies with multi-line records joined are read by the whole-record pass (and the
     quarantine pass), then deleted, though the whole-record pass left no quote open."""
     fs = HadoopFileSystem(spark)
-    output = tmp_path / "out"
-    settings = batch_settings(CORPUS / "multiline_description.csv", output)
-    ledger = Ledger.read(fs, str(output))
-    intake = select_inputs(fs, settings.input, ledger, incremental=False, encoding="utf-8")
+    source = CORPUS / "multiline_description.csv"
+    inputs = select_inputs(fs, str(source), Ledger(), incremental=False, encoding="utf-8").inputs
     staging = tmp_path / "staging"
     staged = batch.write_staging(
         spark,
         fs,
-        intake.inputs,
-        settings,
+        inputs,
+        job_settings(source, tmp_path / "out"),
         staging=str(staging),
         scope=batch.LineScope("run-1"),
         timer=batch.StageTimer(),
