@@ -41,13 +41,12 @@ from retail_pipeline.report import RunReport
 from retail_pipeline.storage import HadoopFileSystem
 from tests.conftest import REPO_ROOT, SAMPLE_CSV
 from tests.integration.job_process import assert_one_error_line, cli_main, suite_config
-from tests.integration.test_parser_properties import CONTROL, LINE_BREAKS, python_outcome
+from tests.integration.parity import CONTROL, CURATED_VALUES, LINE_BREAKS, python_outcome
 
 pytestmark = pytest.mark.integration
 
 CORPUS = REPO_ROOT / "tests" / "data" / "bad_inputs"
 TEXT_COLUMNS = ("invoice_no", "stock_code", "description", "customer_id", "country")
-CURATED_VALUES = rules.CURATED_COLUMNS[:9]  # the columns the plain-Python rules compute too
 HEADERS = {rules.RAW_HEADER, rules.UTF8_BOM + rules.RAW_HEADER}
 
 

@@ -13,8 +13,6 @@ import codecs
 import csv
 import io
 import json
-import re
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -28,15 +26,12 @@ from retail_pipeline import batch, limits, multiline, rules, transforms
 from retail_pipeline.config import BatchSettings, QualitySettings
 from retail_pipeline.inputs import InputError
 from retail_pipeline.stream import body
-from tests.integration.test_rule_parity import curated_values
+from tests.integration.parity import CONTROL, LINE_BREAKS, python_outcome, spark_outcome
 
 pytestmark = pytest.mark.integration
 
 # A fixed InvoiceDate range, so the range check takes part (the job takes it from the config).
 BOUNDS = (datetime(2010, 12, 1), datetime(2011, 12, 9, 23, 59, 59))
-CURATED_VALUES = transforms.CURATED_COLUMNS[:9]  # the columns both interpreters compute
-LINE_BREAKS = re.compile(r"\r\n|\r|\n")  # where Hadoop's line reader ends a line
-CONTROL = re.compile(rules.CONTROL_CHARACTERS)
 LINE_REASONS = tuple(reason.name for reason in rules.LINE_REASONS)
 
 SPARK_PROPERTY = settings(
@@ -49,51 +44,13 @@ SPARK_PROPERTY = settings(
 PYTHON_PROPERTY = settings(SPARK_PROPERTY, max_examples=300)
 
 
-# ---- the plain-Python reading of one line (what the streaming path does with a CSV line)
-
-
-@dataclass(frozen=True)
-class Outcome:
-    outcome: str  # published, filtered or quarantined
-    reason: str | None
-    values: tuple[Any, ...] | None  # the curated values of a published or filtered line
-
-
-def python_outcome(line: str, *, bounds: tuple[datetime, datetime] | None = BOUNDS) -> Outcome:
-    """Where the streaming path puts one text line (or record read whole): its own CSV body
-    parser (`stream.body.parse_csv`: the line reasons), then `rules.parse_record` on the
-    fields and `rules.first_matching_rule`."""
-    if line == rules.RAW_HEADER:  # the body parser skips a repeated header: no record to compare
-        return Outcome("header", None, None)
-    (found,) = body.parse_csv(f"{rules.RAW_HEADER}\r\n{line}\r\n")
-    if found.record is None:
-        return Outcome("quarantined", found.reason, None)
-    return record_outcome(found.record, bounds=bounds)
-
-
-def record_outcome(record: dict[str, str | None], *, bounds: tuple[datetime, datetime] | None) -> Outcome:
-    parsed = rules.parse_record(record, invoice_ts_range=bounds)
-    if isinstance(parsed, str):
-        return Outcome("quarantined", parsed, None)
-    values = curated_values(parsed)
-    rule = rules.first_matching_rule(parsed)
-    return Outcome("filtered", rule.name, values) if rule else Outcome("published", None, values)
+# ---- the two readings of one line
 
 
 def written_as_csv(fields: list[str], *, quoting: int = csv.QUOTE_MINIMAL) -> str:
     buffer = io.StringIO()
     csv.writer(buffer, lineterminator="", quoting=quoting).writerow(fields)
     return buffer.getvalue()
-
-
-def spark_outcome(row: Any) -> Outcome:
-    if row["outcome"] in (transforms.OUTCOME_QUARANTINED, transforms.OUTCOME_HEADER):
-        return Outcome(row["outcome"], row["reason"], None)
-    return Outcome(row["outcome"], row["reason"], tuple(row[c] for c in CURATED_VALUES))
-
-
-def agree(spark: Outcome, python: Outcome) -> bool:
-    return spark == python
 
 
 def classify_in_spark(spark: SparkSession, lines: list[str]) -> list[Any]:
@@ -281,8 +238,8 @@ def test_spark_and_python_classify_every_line_alike(spark: SparkSession, lines: 
     assert [row["line"] for row in rows] == lines  # one row per line, none lost or added
     mismatches = []
     for row in rows:
-        spark_side, python_side = spark_outcome(row), python_outcome(row["line"])
-        if not agree(spark_side, python_side):
+        spark_side, python_side = spark_outcome(row), python_outcome(row["line"], bounds=BOUNDS)
+        if spark_side != python_side:
             mismatches.append((row["line"], spark_side, python_side))
     assert mismatches == []
     for row in rows:
@@ -314,7 +271,7 @@ def test_a_number_ending_in_a_unicode_line_separator_is_malformed_in_both(spark:
         good.format(quantity="6", price="2.55", customer="17850.0\u2028"),
     ]
     rows = classify_in_spark(spark, lines)
-    assert [spark_outcome(row) for row in rows] == [python_outcome(line) for line in lines]
+    assert [spark_outcome(row) for row in rows] == [python_outcome(line, bounds=BOUNDS) for line in lines]
     assert all(
         row["quantity"] is not None and row["unit_price"] is not None
         for row in rows

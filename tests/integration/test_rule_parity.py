@@ -12,35 +12,7 @@ from pyspark.sql import SparkSession
 from retail_pipeline import multiline, rules, transforms
 from retail_pipeline.stream import body
 from tests.conftest import BAD_INPUT_CSV, SAMPLE_CSV
-
-
-def python_outcome(line: str) -> tuple[str, str | None, tuple | None]:
-    """(outcome, reason, curated values) of one line (or record read whole) by the streaming
-    path: its CSV body parser, then the plain-Python rules."""
-    (found,) = body.parse_csv(f"{rules.RAW_HEADER}\r\n{line}\r\n")
-    if found.record is None:
-        return "quarantined", found.reason, None
-    parsed = rules.parse_record(found.record)
-    if isinstance(parsed, str):
-        return "quarantined", parsed, None
-    rule = rules.first_matching_rule(parsed)
-    values = curated_values(parsed)
-    return ("filtered", rule.name, values) if rule else ("published", None, values)
-
-
-def curated_values(line: rules.InvoiceLine) -> tuple:
-    """A typed line's curated business columns, in the contract's order."""
-    return (
-        line.invoice_no,
-        line.stock_code,
-        line.description,
-        line.quantity,
-        line.unit_price,
-        line.revenue,
-        line.invoice_ts,
-        line.customer_id,
-        line.country,
-    )
+from tests.integration.parity import python_outcome, spark_outcome
 
 
 @pytest.mark.parametrize("path", [SAMPLE_CSV, BAD_INPUT_CSV], ids=lambda p: p.name)
@@ -53,10 +25,9 @@ def test_spark_and_python_classify_every_line_alike(spark: SparkSession, path: P
     classified = frame.transform(transforms.classify_lines, header_lines={header}).collect()
     mismatches = []
     for row in classified:
-        outcome, reason, values = python_outcome(row["line"])
-        spark_values = tuple(row[c] for c in transforms.CURATED_COLUMNS[:9]) if values else None
-        if (outcome, reason, values) != (row["outcome"], row["reason"], spark_values):
-            mismatches.append((row["line"], (row["outcome"], row["reason"]), (outcome, reason)))
+        spark_side, python_side = spark_outcome(row), python_outcome(row["line"])
+        if spark_side != python_side:
+            mismatches.append((row["line"], spark_side[:2], python_side[:2]))
     assert len(classified) == len(lines)
     assert mismatches == []
 
@@ -261,9 +232,7 @@ def test_spark_and_python_read_every_quoting_alike(spark: SparkSession) -> None:
     classified = frame.transform(transforms.classify_lines, header_lines={rules.RAW_HEADER}).collect()
     assert [row["line"] for row in classified] == lines
     for row, (line, reason) in zip(classified, QUOTING_CASES, strict=True):
-        outcome, python_reason, values = python_outcome(line)
-        spark_values = tuple(row[c] for c in transforms.CURATED_COLUMNS[:9]) if values else None
-        assert (row["outcome"], row["reason"], spark_values) == (outcome, python_reason, values), line
+        assert spark_outcome(row) == python_outcome(line), line
         assert row["reason"] == reason, line
     published = {row["description"] for row in classified if row["outcome"] == "published"}
     assert {'7" FRAME "X"', '"', "HEART RED", "A,B,C", "HEART"} <= published
