@@ -72,5 +72,5 @@ setup(
         "notebooks": NOTEBOOKS,
         "dev": SPARK + QUALITY + WAREHOUSE + STREAM + STREAM_LOCAL + BENCH + NOTEBOOKS + DEV,
     },
-    entry_points={"console_scripts": ["retail-pipeline=retail_pipeline.cli:main"]},
+    entry_points={"console_scripts": ["retail-pipeline=retail_pipeline.cli:program"]},
 )

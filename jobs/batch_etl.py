@@ -9,7 +9,7 @@ argument stops the job with exit code 2.
 
 import sys
 
-from retail_pipeline.cli import main
+from retail_pipeline.cli import exit_program, main
 
 if __name__ == "__main__":
-    sys.exit(main(["batch", *sys.argv[1:]]))
+    exit_program(main(["batch", *sys.argv[1:]]))

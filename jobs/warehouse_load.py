@@ -10,7 +10,7 @@ On AWS the scheduled load runs as a Lambda function instead (`retail_pipeline.or
 
 import sys
 
-from retail_pipeline.cli import main
+from retail_pipeline.cli import exit_program, main
 
 if __name__ == "__main__":
-    sys.exit(main(["load", *sys.argv[1:]]))
+    exit_program(main(["load", *sys.argv[1:]]))

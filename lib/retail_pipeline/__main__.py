@@ -1,7 +1,5 @@
 """`python -m retail_pipeline <command> ...`"""
 
-import sys
+from retail_pipeline.cli import exit_program, main
 
-from retail_pipeline.cli import main
-
-sys.exit(main())
+exit_program(main())

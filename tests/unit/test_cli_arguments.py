@@ -10,6 +10,7 @@ import logging
 import subprocess
 import sys
 from contextlib import redirect_stderr
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -124,6 +125,31 @@ def test_the_job_scripts_reject_a_mistyped_flag_in_a_process_with_the_message_on
         assert result.returncode == 2, (script, result.stderr)
         assert "unrecognized arguments: --ouptut x" in result.stderr
         assert "Traceback" not in result.stderr
+
+
+def test_a_program_ends_with_its_code_its_output_its_files_and_its_exit_handlers(tmp_path: Path) -> None:
+    """`exit_program` skips only the interpreter's collections at exit."""
+    written = tmp_path / "written.txt"
+    program = (
+        "import atexit, sys\n"
+        "from retail_pipeline.cli import exit_program\n"
+        "atexit.register(lambda: print('exit handler ran'))\n"
+        f"kept_open = open({str(written)!r}, 'w')\n"
+        "kept_open.write('never flushed by hand')\n"
+        "print('printed', end=' ')\n"
+        "exit_program(3)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", program],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        env={"PYTHONPATH": str(REPO_ROOT / "lib"), "PATH": "/usr/bin:/bin"},
+    )
+    assert result.returncode == 3, result.stderr
+    assert result.stdout == "printed exit handler ran\n"
+    assert written.read_text() == "never flushed by hand"
 
 
 def test_json_logs_from_the_command_line(
