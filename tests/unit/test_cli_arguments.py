@@ -131,7 +131,7 @@ def test_a_program_ends_with_its_code_its_output_its_files_and_its_exit_handlers
     """`exit_program` skips only the interpreter's collections at exit."""
     written = tmp_path / "written.txt"
     program = (
-        "import atexit, sys\n"
+        "import atexit\n"
         "from retail_pipeline.cli import exit_program\n"
         "atexit.register(lambda: print('exit handler ran'))\n"
         f"kept_open = open({str(written)!r}, 'w')\n"

@@ -4,6 +4,6 @@ JSON logs by flag)."""
 
 import sys
 
-from retail_pipeline.cli import main
+from retail_pipeline.cli import exit_program, main
 
-sys.exit(main(["load", *sys.argv[1:]]))
+exit_program(main(["load", *sys.argv[1:]]))
